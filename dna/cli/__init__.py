@@ -1,0 +1,64 @@
+"""The `dna` command line.
+
+Each sub-command is a module in this package (``train_block.py`` is ``dna train-block``) that
+defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> dict``; it is discovered here, so
+adding a stage never touches this file. ``--json`` prints the returned dict as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from dna.errors import DnaError
+
+
+def _commands() -> dict[str, object]:
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "run") and hasattr(module, "add_arguments"):
+            found[info.name.replace("_", "-")] = module
+    return dict(sorted(found.items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dna", description="Block-wise supervised NAS (DNA, DNA+, DNA++)."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in _commands().items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def _text(result: object) -> str:
+    if isinstance(result, dict):
+        return "\n".join(f"{k}: {v}" for k, v in result.items())
+    return str(result)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = args._module
+    try:
+        result = module.run(args)
+    except DnaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        fmt = getattr(module, "format_text", _text)
+        print(fmt(result))
+    return 0
