@@ -1,0 +1,1 @@
+"""Architecture format (timm arch_def), model build, export."""

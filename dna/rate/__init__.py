@@ -1,0 +1,1 @@
+"""Rating (Algorithm 1) and the scores table."""

@@ -1,0 +1,77 @@
+"""Costs of candidate paths as they will be in the final stand-alone model.
+
+Every number comes from timm modules built from the same arch_def strings the final model uses
+(``dna.build.blocks``), at the student widths of the space (not the supernet's teacher-width
+ends). A path's cost is the sum of its layers' costs; the first layer's cost depends on the width
+handed over by the previous block, hence the ``in_channels`` argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+from dna.build.blocks import build_layer, build_layers
+from dna.costs import count_flops, count_params
+from dna.space.mbconv import MBConvSpace, Op
+
+
+@cache
+def _layer_cost(in_chs: int, block_str: str, size: int) -> tuple[int, int]:
+    layer = build_layer(in_chs, block_str)
+    return count_params(layer), count_flops(layer, (in_chs, size, size))
+
+
+class PathCosts:
+    """Params and FLOPs (MACs) per layer, path and fixed part of an MBConv space."""
+
+    def __init__(self, space: MBConvSpace, resolution: int | None = None):
+        self.space = space
+        self.resolution = resolution or space.resolution
+
+    def layer(self, block: int, cell: int, index: int, op: str, in_chs: int) -> tuple[int, int]:
+        s = self.space
+        c = s.cell(block, cell)
+        stride = s.blocks[block].stride if index == 0 else 1
+        size = s.in_resolution(block, self.resolution)
+        if index > 0:
+            size = -(-size // s.blocks[block].stride)
+            in_chs = c.channels
+        return _layer_cost(in_chs, Op.parse(op).block_str(stride, c.channels, s.se_ratio), size)
+
+    def path(self, block: int, cell: int, ops: Sequence[str], in_chs: int) -> tuple[int, int]:
+        params = flops = 0
+        for i, op in enumerate(ops):
+            p, f = self.layer(block, cell, i, op, in_chs)
+            params += p
+            flops += f
+        return params, flops
+
+    def fixed(self) -> tuple[int, int]:
+        """Stem, fixed first layer and head (1x1 conv, BN, classifier) of the final model."""
+        import timm.layers
+        import torch.nn as nn
+
+        s = self.space
+        size = self.resolution
+        stem = nn.Sequential(
+            timm.layers.create_conv2d(3, s.stem_channels, 3, stride=2),
+            nn.BatchNorm2d(s.stem_channels),
+        )
+        first = build_layers(s.stem_channels, s.first_stage())
+        last = s.blocks[-1].cells[0].channels
+        head = nn.Sequential(
+            timm.layers.create_conv2d(last, s.head_channels, 1), nn.BatchNorm2d(s.head_channels)
+        )
+        half = -(-size // 2)
+        final = s.in_resolution(len(s.blocks) - 1, size)
+        final = -(-final // s.blocks[-1].stride)
+        classifier = nn.Linear(s.head_channels, s.num_classes)
+        params = sum(count_params(m) for m in (stem, first, head, classifier))
+        flops = (
+            count_flops(stem, (3, size, size))
+            + count_flops(first, (s.stem_channels, half, half))
+            + count_flops(head, (last, final, final))
+            + s.head_channels * s.num_classes
+        )
+        return params, flops

@@ -1,0 +1,161 @@
+"""The scores table: one row per (block, cell, path, input width), stored as Parquet.
+
+Columns (a contract: search, pipelines and users' scripts read them):
+``block`` int32, ``cell`` int32, ``ops`` string (op names joined by ``-``), ``in_channels`` int32,
+``out_channels`` int32, ``loss`` float64 (Eq. 7 averaged over the rating split), ``params``
+int64, ``flops`` int64 (MACs at the rating resolution), and optionally ``latency_ms`` float64.
+Schema metadata: ``space`` (the space JSON), ``resolution``, ``fixed_params``, ``fixed_flops``,
+``teacher``, ``generation``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dna import storage
+from dna.errors import DnaError
+
+SCHEMA = pa.schema([
+    ("block", pa.int32()),
+    ("cell", pa.int32()),
+    ("ops", pa.string()),
+    ("in_channels", pa.int32()),
+    ("out_channels", pa.int32()),
+    ("loss", pa.float64()),
+    ("params", pa.int64()),
+    ("flops", pa.int64()),
+])
+OPTIONAL = {"latency_ms": pa.float64()}
+META_KEYS = ("space", "resolution", "fixed_params", "fixed_flops", "teacher", "generation")
+
+
+@dataclass(frozen=True)
+class ScoresMeta:
+    space: dict
+    resolution: int
+    fixed_params: int
+    fixed_flops: int
+    teacher: str
+    generation: int = 0
+    fixed_latency_ms: float | None = None
+
+    def to_metadata(self) -> dict[str, str]:
+        md = {
+            "space": json.dumps(self.space),
+            "resolution": str(self.resolution),
+            "fixed_params": str(self.fixed_params),
+            "fixed_flops": str(self.fixed_flops),
+            "teacher": self.teacher,
+            "generation": str(self.generation),
+        }
+        if self.fixed_latency_ms is not None:
+            md["fixed_latency_ms"] = repr(float(self.fixed_latency_ms))
+        return md
+
+    @classmethod
+    def from_metadata(cls, md: dict[bytes | str, bytes | str] | None, uri: str = "") -> ScoresMeta:
+        md = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+              for k, v in (md or {}).items()}
+        missing = [k for k in META_KEYS if k not in md]
+        if missing:
+            raise DnaError(f"scores table {uri}: schema metadata lacks {missing}; expected {list(META_KEYS)}")
+        try:
+            return cls(
+                space=json.loads(md["space"]),
+                resolution=int(md["resolution"]),
+                fixed_params=int(md["fixed_params"]),
+                fixed_flops=int(md["fixed_flops"]),
+                teacher=md["teacher"],
+                generation=int(md["generation"]),
+                fixed_latency_ms=float(md["fixed_latency_ms"]) if "fixed_latency_ms" in md else None,
+            )
+        except ValueError as exc:
+            raise DnaError(f"scores table {uri}: malformed schema metadata ({exc})") from exc
+
+
+def make_table(rows: dict[str, list], meta: ScoresMeta) -> pa.Table:
+    """Build a scores table from column lists, with the exact schema and metadata."""
+    fields = list(SCHEMA)
+    for name, typ in OPTIONAL.items():
+        if name in rows:
+            fields.append(pa.field(name, typ))
+    schema = pa.schema(fields, metadata=meta.to_metadata())
+    return pa.Table.from_pydict({f.name: rows[f.name] for f in fields}, schema=schema)
+
+
+def write_scores(table: pa.Table, uri: str, partitioned: bool = False) -> str:
+    """Write to one Parquet file or, with ``partitioned``, a hive dataset ``block=K/``."""
+    validate(table, uri)
+    md = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if partitioned:
+        storage.write_dataset(table, uri, partition_cols=["block"], metadata=md)
+    else:
+        storage.write_table(table, uri, metadata=md)
+    return uri
+
+
+def read_scores(uri: str) -> tuple[pa.Table, ScoresMeta]:
+    """Read and validate a scores table (file or partitioned folder)."""
+    table = storage.read_table(uri)
+    meta = ScoresMeta.from_metadata(table.schema.metadata, uri)
+    # Partition columns come back as dictionary/int types: cast to the contract schema.
+    cols = {}
+    for f in SCHEMA:
+        if f.name not in table.column_names:
+            raise DnaError(
+                f"scores table {uri}: missing column {f.name!r}; expected columns {SCHEMA.names}"
+            )
+        col = table.column(f.name)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        cols[f.name] = col.cast(f.type)
+    for name, typ in OPTIONAL.items():
+        if name in table.column_names:
+            cols[name] = table.column(name).cast(typ)
+    out = pa.table(cols).replace_schema_metadata(table.schema.metadata)
+    out = out.sort_by([("block", "ascending"), ("cell", "ascending"), ("ops", "ascending"),
+                       ("in_channels", "ascending")])
+    validate(out, uri)
+    return out, meta
+
+
+def validate(table: pa.Table, uri: str = "") -> None:
+    """Reject malformed tables with a message naming the first bad row or column."""
+    where = f"scores table {uri}".strip()
+    for name in SCHEMA.names:
+        if name not in table.column_names:
+            raise DnaError(f"{where}: missing column {name!r}; expected columns {SCHEMA.names}")
+    if table.num_rows == 0:
+        raise DnaError(f"{where}: no rows")
+    for name in SCHEMA.names:
+        if table.column(name).null_count:
+            raise DnaError(f"{where}: column {name!r} has null values")
+    loss = table.column("loss")
+    bad = pc.or_(pc.is_nan(loss), pc.is_inf(loss))
+    if pc.any(bad).as_py():
+        i = pc.index(bad, True).as_py()
+        raise DnaError(f"{where}: loss is {loss[i].as_py()} (not finite) at row {i} {_row(table, i)}")
+    for name in ("params", "flops", "in_channels", "out_channels"):
+        neg = pc.less(table.column(name), 0)
+        if pc.any(neg).as_py():
+            i = pc.index(neg, True).as_py()
+            raise DnaError(f"{where}: negative {name} at row {i} {_row(table, i)}")
+    if "latency_ms" in table.column_names:
+        lat = table.column("latency_ms")
+        if pc.any(pc.or_(pc.less(lat, 0), pc.is_nan(lat))).as_py():
+            raise DnaError(f"{where}: latency_ms has negative or NaN values")
+    keys = pa.table({k: table.column(k) for k in ("block", "cell", "ops", "in_channels")})
+    grouped = keys.group_by(["block", "cell", "ops", "in_channels"]).aggregate([([], "count_all")])
+    dup = pc.greater(grouped.column("count_all"), 1)
+    if pc.any(dup).as_py():
+        i = pc.index(dup, True).as_py()
+        r = {k: grouped.column(k)[i].as_py() for k in ("block", "cell", "ops", "in_channels")}
+        raise DnaError(f"{where}: duplicate path {r}; each (block, cell, ops, in_channels) must appear once")
+
+
+def _row(table: pa.Table, i: int) -> dict:
+    return {k: table.column(k)[i].as_py() for k in ("block", "cell", "ops", "in_channels")}
