@@ -104,7 +104,7 @@ class Architecture:
     def save(self, uri: str) -> str:
         from dna import storage
 
-        storage.write_json(uri, self.to_json())
+        storage.write_json(self.to_json(), uri)
         return uri
 
     @classmethod

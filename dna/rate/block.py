@@ -1,0 +1,128 @@
+"""Rate one block of a trained supernet and write its rows of the scores table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import torch
+
+from dna import storage
+from dna.data import DataConfig, make_loader
+from dna.device import autocast, memory_format, resolve_device
+from dna.errors import DnaError
+from dna.layout import block_dir
+from dna.rate.path_costs import PathCosts
+from dna.rate.rating import rate_cell
+from dna.rate.scores import ScoresMeta, make_table, write_scores
+from dna.space import get_space
+from dna.teacher import BlockTeacher, TeacherConfig
+from dna.train.block import build_block_teacher, load_supernet
+
+
+@dataclass
+class RateConfig:
+    supernets: str                          # folder holding block<k>/supernet.pt
+    out: str                                # scores folder (hive-partitioned by block)
+    block: int | None = None                # None: every block
+    space: str = "mbconv-tiny"
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    calib_batches: int = 2                  # BatchNorm recalibration batches (from the rating split)
+    max_batches: int | None = None          # cap on rating batches (None: the whole split)
+    latency_table: str | None = None        # URI of a `dna latency-table` to add latency_ms
+    generation: int = 0
+    device: str | None = None
+
+    def blocks(self) -> list[int]:
+        space = get_space(self.space)
+        if self.block is None:
+            return list(range(len(space.blocks)))
+        space.check_block(self.block)
+        return [self.block]
+
+    def validate(self) -> None:
+        self.blocks()
+        if self.calib_batches < 0:
+            raise DnaError(f"calib_batches={self.calib_batches}: expected >= 0")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise DnaError(f"max_batches={self.max_batches}: expected >= 1")
+        if self.latency_table is not None:
+            storage.check_readable(self.latency_table)
+
+
+def teacher_name(cfg: TeacherConfig) -> str:
+    return cfg.model + (f"@{cfg.checkpoint}" if cfg.checkpoint else "")
+
+
+def scores_meta(space, resolution: int, teacher: str, generation: int) -> ScoresMeta:
+    fixed_params, fixed_flops = PathCosts(space, resolution).fixed()
+    return ScoresMeta(space=space.to_json(), resolution=resolution, fixed_params=fixed_params,
+                      fixed_flops=fixed_flops, teacher=teacher, generation=generation)
+
+
+def _rating_batches(cfg: RateConfig, teacher: BlockTeacher, block: int, device):
+    loader = make_loader(cfg.data, "rating", shuffle=False)
+    mf = memory_format(device)
+    inputs, targets = [], []
+    for i, batch in enumerate(loader):
+        if cfg.max_batches is not None and i >= cfg.max_batches:
+            break
+        with autocast(device):
+            x, y = teacher.block_io(batch[0].to(device, memory_format=mf), block)
+        inputs.append(x.float())
+        targets.append(y.float())
+    if not inputs:
+        raise DnaError(f"the rating split of {cfg.data.uri} is empty")
+    return inputs, targets
+
+
+def rate_block(cfg: RateConfig, block: int, teacher: BlockTeacher | None = None) -> pa.Table:
+    """Algorithm 1 over every cell of ``block``; one row per (path, input width)."""
+    space = get_space(cfg.space)
+    device = resolve_device(cfg.device)
+    teacher = teacher or build_block_teacher(space, cfg.teacher)
+    teacher.to(device, memory_format=memory_format(device))
+    net = load_supernet(block_dir(cfg.supernets, block), space, teacher, block).to(device)
+    inputs, targets = _rating_batches(cfg, teacher, block, device)
+    calib = inputs[: cfg.calib_batches] if cfg.calib_batches else None
+    costs = PathCosts(space, cfg.data.resolution)
+    rows: dict[str, list] = {k: [] for k in
+                             ("block", "cell", "ops", "in_channels", "out_channels", "loss", "params", "flops")}
+    for c, cell in enumerate(net.cells):
+        rating = rate_cell([layer.candidates for layer in cell.layers], space.ops, inputs, targets, calib)
+        width = space.cell(block, c).channels
+        for path, loss in rating.losses.items():
+            for in_chs in space.in_widths(block):
+                params, flops = costs.path(block, c, path, in_chs)
+                rows["block"].append(block)
+                rows["cell"].append(c)
+                rows["ops"].append("-".join(path))
+                rows["in_channels"].append(in_chs)
+                rows["out_channels"].append(width)
+                rows["loss"].append(loss)
+                rows["params"].append(params)
+                rows["flops"].append(flops)
+    meta = scores_meta(space, cfg.data.resolution, teacher_name(cfg.teacher), cfg.generation)
+    table = make_table(rows, meta)
+    if cfg.latency_table:
+        from dna.search.latency import LatencyTable, add_latency
+
+        table, meta = add_latency(table, meta, LatencyTable.load(cfg.latency_table))
+    return table
+
+
+def rate(cfg: RateConfig, teacher: BlockTeacher | None = None) -> dict:
+    """Rate the configured block(s) and write each as its partition of the scores table."""
+    cfg.validate()
+    space = get_space(cfg.space)
+    teacher = teacher or build_block_teacher(space, cfg.teacher)
+    written = []
+    rows = 0
+    for k in cfg.blocks():
+        with torch.no_grad():
+            table = rate_block(cfg, k, teacher)
+        write_scores(table, cfg.out, partitioned=True)
+        written.append(k)
+        rows += table.num_rows
+    return {"scores": cfg.out, "blocks": written, "rows": rows}

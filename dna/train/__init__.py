@@ -1,0 +1,1 @@
+"""Block-wise training of student supernets (DNA: Eq. 6)."""
