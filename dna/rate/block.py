@@ -116,6 +116,13 @@ def rate(cfg: RateConfig, teacher: BlockTeacher | None = None) -> dict:
     """Rate the configured block(s) and write each as its partition of the scores table."""
     cfg.validate()
     space = get_space(cfg.space)
+    if getattr(space, "kind", "mbconv") == "vit":
+        # DNA++ / ViT: the supernet folder is a `dna train-pp` run (one job over all blocks).
+        from dna.ssl.rate import ViTRateConfig, rate_vit
+
+        return rate_vit(ViTRateConfig(supernet=cfg.supernets, out=cfg.out, block=cfg.block,
+                                      max_batches=cfg.max_batches, generation=cfg.generation,
+                                      device=cfg.device))
     teacher = teacher or build_block_teacher(space, cfg.teacher)
     written = []
     rows = 0

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dna.errors import DnaError
 from dna.space.mbconv import MBCONV, MBCONV4, MBCONV_TINY, BlockChoice, Cell, MBConvSpace, Op
+from dna.space.vit import VIT, VIT_TINY, PathChoice, ViTSpace
 
-SPACES: dict[str, object] = {s.name: s for s in (MBCONV, MBCONV4, MBCONV_TINY)}
+SPACES: dict[str, object] = {s.name: s for s in (MBCONV, MBCONV4, MBCONV_TINY, VIT, VIT_TINY)}
 
 
 def register(space) -> None:
@@ -43,4 +44,4 @@ def get_space(spec):
     raise DnaError(f"unknown space {spec!r}: expected one of {sorted(SPACES)} or a .json file")
 
 
-__all__ = ["SPACES", "BlockChoice", "Cell", "MBConvSpace", "Op", "get_space", "register", "space_from_json"]
+__all__ = ["SPACES", "BlockChoice", "Cell", "MBConvSpace", "Op", "PathChoice", "ViTSpace", "get_space", "register", "space_from_json"]

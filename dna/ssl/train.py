@@ -1,0 +1,374 @@
+"""One job trains every block of a ViT supernet: DNA++ (joint, self-supervised) or DNA (frozen
+teacher, MSE), SPEC sections 3, 4 and 8.
+
+Each step: one batch, one teacher forward (both views stacked for DNA++), one uniformly sampled
+path per block (seeded, the same on every rank), the loss of every block summed
+(``PPModel.forward``), one optimizer step, one LR-scheduler step.
+
+- ``mode="dnapp"``: no labels. Two augmented views (``dna.ssl.augment``), the teacher CNN trained
+  jointly with the students and the projectors, loss Eq. 10 + Eq. 11 (``dna.ssl.loss``). LARS
+  (timm's ``Lars``; biases and norm weights without weight decay and without the trust-ratio
+  adaptation, as VICReg), start LR 0.0025 per 256 images (the paper), cosine schedule per step
+  with optional linear warm-up.
+- ``mode="dna"``: the teacher is frozen (it needs weights); per block MSE between the student's
+  output map and the teacher's ``Y_k`` (Eq. 6). AdamW (the paper's DNA-on-ViT optimiser), start
+  LR 5e-4 per 256 images, x0.9 every 3 epochs.
+
+Everything goes under ``out``: ``checkpoint.pt`` after every epoch (model = teacher + students +
+projectors, optimizer, scheduler, RNG states, history, config); a rerun resumes after the last
+finished epoch and returns the stored metrics when ``epochs`` are done. ``teacher.pt`` holds the
+teacher's plain timm state dict ``{"model": ...}`` (for DNA++ the jointly trained teacher); for
+the built-in ``efficientnet-tiny`` teacher ``teacher.json`` is its architecture, so
+``TeacherConfig(model=<out>/teacher.json, checkpoint=<out>/teacher.pt)`` loads it anywhere.
+
+Data parallel: when ``torch.distributed`` is initialised (e.g. by Ray Train or torchrun), the
+model is wrapped in DistributedDataParallel (``find_unused_parameters``: only sampled slices are
+used), the LR scales with the global batch, view augmentation is seeded per rank, paths are the
+same on every rank, and only rank 0 writes. Pass the (sharded) loader as ``loader``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from dna import storage
+from dna.data import DataConfig, make_loader
+from dna.device import autocast, resolve_device
+from dna.errors import DnaError
+from dna.space.vit import ViTSpace, vit_space
+from dna.ssl.augment import ViewAugment, two_views
+from dna.ssl.loss import PPLossConfig
+from dna.ssl.model import MODES, PPModel
+from dna.ssl.teacher import (
+    TINY_TEACHER,
+    SplitTeacher,
+    create_teacher_model,
+    default_teacher,
+    tiny_teacher_arch,
+)
+from dna.teacher import TeacherConfig
+
+FORMAT = "dna.vit-supernet/v1"
+CHECKPOINT, TEACHER, TEACHER_ARCH = "checkpoint.pt", "teacher.pt", "teacher.json"
+PP_LR_PER_256 = 0.0025
+DNA_LR_PER_256 = 5e-4
+
+
+@dataclass
+class PPTrainConfig:
+    out: str                                   # folder URI for checkpoint.pt / teacher.pt
+    space: Any = "vit-tiny"                    # ViT space name, .json URI, dict or ViTSpace
+    mode: str = "dnapp"                        # "dnapp" (joint, self-supervised) or "dna" (frozen teacher)
+    teacher: TeacherConfig | None = None       # None: efficientnet_b1 (>= 128 px spaces) or efficientnet-tiny
+    data: DataConfig = field(default_factory=lambda: DataConfig(augment=False))
+    epochs: int = 20
+    batch_size: int | None = None              # per process; None: data.batch_size
+    lr: float | None = None                    # None: 0.0025 (dnapp) / 5e-4 (dna) per 256 images
+    weight_decay: float | None = None          # None: 1e-6 (dnapp, LARS) / 0.05 (dna, AdamW)
+    momentum: float = 0.9                      # LARS momentum
+    trust_coeff: float = 0.001                 # LARS trust coefficient (timm's default)
+    warmup_epochs: float = 0.0                 # dnapp: linear warm-up before the cosine
+    lr_decay: float = 0.9                      # dna: LR factor ...
+    lr_decay_epochs: int = 3                   # ... every this many epochs
+    proj_dim: int = 256                        # DNA++ projector output (C of Eq. 10/11)
+    proj_hidden: int = 256
+    loss: PPLossConfig = field(default_factory=PPLossConfig)
+    views: ViewAugment = field(default_factory=ViewAugment)
+    max_steps_per_epoch: int | None = None
+    seed: int = 0
+    device: str | None = None
+
+    def vit_space(self) -> ViTSpace:
+        return vit_space(self.space)
+
+    def data_config(self) -> DataConfig:
+        """The data config with this run's batch size."""
+        if self.batch_size is None:
+            return self.data
+        return dataclasses.replace(self.data, batch_size=self.batch_size)
+
+    def teacher_config(self) -> TeacherConfig:
+        if self.teacher is not None:
+            return self.teacher
+        return TeacherConfig(model=default_teacher(self.vit_space()))
+
+    def validate(self) -> PPTrainConfig:
+        if not isinstance(self.out, str) or not self.out.strip():
+            raise DnaError("out must name an output folder URI (local path or s3://...)")
+        self.vit_space()
+        if self.mode not in MODES:
+            raise DnaError(f"mode {self.mode!r}: expected one of {list(MODES)}")
+        if not isinstance(self.data, DataConfig):
+            raise DnaError(f"data must be a DataConfig, got {type(self.data).__name__}")
+        self.data.validate()
+        for name, low in (("epochs", 1), ("proj_dim", 2), ("proj_hidden", 1), ("lr_decay_epochs", 1), ("seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise DnaError(f"{name}={v!r}: expected an integer >= {low}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise DnaError(f"batch_size={self.batch_size!r}: expected an integer >= 1")
+        if self.max_steps_per_epoch is not None and (not isinstance(self.max_steps_per_epoch, int)
+                                                     or self.max_steps_per_epoch < 1):
+            raise DnaError(f"max_steps_per_epoch={self.max_steps_per_epoch!r}: expected an integer >= 1")
+        if self.lr is not None and not self.lr > 0:
+            raise DnaError(f"lr={self.lr}: expected a positive learning rate")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise DnaError(f"weight_decay={self.weight_decay}: expected >= 0")
+        if not 0 <= self.momentum < 1:
+            raise DnaError(f"momentum={self.momentum}: expected 0 <= momentum < 1")
+        if not self.trust_coeff > 0:
+            raise DnaError(f"trust_coeff={self.trust_coeff}: expected > 0")
+        if not self.warmup_epochs >= 0:
+            raise DnaError(f"warmup_epochs={self.warmup_epochs}: expected >= 0")
+        if not 0 < self.lr_decay <= 1:
+            raise DnaError(f"lr_decay={self.lr_decay}: expected 0 < lr_decay <= 1")
+        self.loss.validate()
+        self.views.validate()
+        if self.mode == "dnapp" and self.data_config().batch_size < 2:
+            raise DnaError("DNA++ needs batches of at least 2 images (covariance and variance terms)")
+        t = self.teacher_config()
+        if self.mode == "dna" and not (t.checkpoint or t.pretrained):
+            raise DnaError(f"mode 'dna' distils from a frozen teacher: teacher {t.model!r} needs a checkpoint "
+                           "or pretrained=True (DNA++ trains its teacher and needs neither)")
+        if t.checkpoint:
+            storage.check_readable(t.checkpoint)
+        return self
+
+    def learning_rate(self, world_size: int = 1) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        per_256 = PP_LR_PER_256 if self.mode == "dnapp" else DNA_LR_PER_256
+        return per_256 * self.data_config().batch_size * world_size / 256
+
+    def wd(self) -> float:
+        if self.weight_decay is not None:
+            return float(self.weight_decay)
+        return 1e-6 if self.mode == "dnapp" else 0.05
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(dataclasses.replace(self, space=None))
+        d["space"] = self.vit_space().to_json()
+        d["teacher"] = dataclasses.asdict(self.teacher_config())
+        return d
+
+
+def checkpoint_uri(out: str) -> str:
+    return storage.join(out, CHECKPOINT)
+
+
+def build_pp_model(space: ViTSpace, teacher_cfg: TeacherConfig, mode: str, resolution: int,
+                   proj_hidden: int = 256, proj_dim: int = 256, loss: PPLossConfig | None = None,
+                   load_weights: bool = True, teacher_model: torch.nn.Module | None = None) -> PPModel:
+    """Teacher (trainable for DNA++, frozen for DNA) + students + projectors, freshly initialised
+    (the teacher loaded from its config when ``load_weights``)."""
+    model = teacher_model if teacher_model is not None else create_teacher_model(teacher_cfg, resolution, load_weights)
+    teacher = SplitTeacher(model, len(space.blocks), name=teacher_cfg.model, trainable=(mode == "dnapp"))
+    return PPModel(space, teacher, resolution, mode, proj_hidden, proj_dim, loss)
+
+
+def _lr_lambda(cfg: PPTrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    total = cfg.epochs * steps_per_epoch
+    warm = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if cfg.mode == "dna":
+        return lambda step: cfg.lr_decay ** ((step // steps_per_epoch) // cfg.lr_decay_epochs)
+
+    def cosine(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return cosine
+
+
+def make_optimizer(cfg: PPTrainConfig, model: PPModel, world_size: int = 1) -> torch.optim.Optimizer:
+    from timm.optim import create_optimizer_v2
+
+    lr = cfg.learning_rate(world_size)
+    if cfg.mode == "dnapp":
+        return create_optimizer_v2(model, opt="lars", lr=lr, weight_decay=cfg.wd(), momentum=cfg.momentum,
+                                   trust_coeff=cfg.trust_coeff)
+    return create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=cfg.wd())
+
+
+def _is_main() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device(cfg: PPTrainConfig) -> torch.device:
+    if cfg.device in (None, "", "auto") and dist.is_available() and dist.is_initialized() and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return resolve_device(cfg.device)
+
+
+def train_step(model: torch.nn.Module, batch: torch.Tensor, choices, opt: torch.optim.Optimizer,
+               device: torch.device, mode: str, view_gen: torch.Generator | None = None,
+               views: ViewAugment | None = None) -> dict[str, float]:
+    """One optimisation step on ``batch`` (images ``[B, 3, H, W]``); returns the loss parts."""
+    x = batch.to(device, non_blocking=True)
+    if mode == "dnapp":
+        v1, v2 = two_views(x, view_gen, views)
+        x = torch.cat([v1, v2])
+    with autocast(device):
+        parts = model(x, choices)
+    loss = parts["loss"]
+    if not torch.isfinite(loss):
+        raise DnaError(f"training loss became {loss.item()}: lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {k: float(v.detach()) for k, v in parts.items()}
+
+
+def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | None = None,
+             progress: Callable[..., None] | None = None) -> dict:
+    """Train (or resume, or return the finished) ViT supernet of every block; returns metrics."""
+    cfg.validate()
+    space = cfg.vit_space()
+    tcfg = cfg.teacher_config()
+    device = _device(cfg)
+    rank, world = _world()
+    ckpt_uri = checkpoint_uri(cfg.out)
+    state = storage.load_torch(ckpt_uri) if storage.exists(ckpt_uri) else None
+    if state is not None:
+        if state.get("format") != FORMAT or state["config"]["space"] != space.to_json() \
+                or state["config"]["mode"] != cfg.mode:
+            raise DnaError(f"{ckpt_uri} holds a run of another space or mode; use a fresh out folder")
+        if state["epoch"] >= cfg.epochs:
+            return state["metrics"]
+
+    torch.manual_seed(cfg.seed)
+    model = build_pp_model(space, tcfg, cfg.mode, cfg.data.resolution, cfg.proj_hidden, cfg.proj_dim, cfg.loss,
+                           load_weights=state is None, teacher_model=teacher_model)
+    model.to(device)
+    if loader is None:
+        data = cfg.data_config()
+        loader = make_loader(data, "train", shuffle=True, drop_last=True)
+        if len(loader) == 0:
+            raise DnaError(f"the train split yields no full batch of {data.batch_size}: "
+                           "raise train_size or lower batch_size")
+    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    opt = make_optimizer(cfg, model, world)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
+    path_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 17)
+    view_gen = torch.Generator().manual_seed(cfg.seed * 104729 + 31 + rank)
+    history: list[dict] = []
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        path_gen.set_state(state["generators"]["paths"])
+        view_gen.set_state(state["generators"]["views"][rank] if rank < len(state["generators"]["views"])
+                           else view_gen.get_state())
+        history = list(state["history"])
+        start = int(state["epoch"])
+
+    net: torch.nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = None
+        if device.type == "cuda":
+            ids = [device.index if device.index is not None else torch.cuda.current_device()]
+        net = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+    metrics: dict = {}
+    for epoch in range(start, cfg.epochs):
+        gen = getattr(loader, "generator", None)
+        if gen is not None:
+            gen.manual_seed(cfg.seed * 1_000_003 + epoch)
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        net.train()
+        t0 = time.time()
+        sums: dict[str, float] = {}
+        count = images = 0
+        for step, batch in enumerate(loader):
+            if step >= steps:
+                break
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            choices = model.sample(path_gen)
+            parts = train_step(net, x, choices, opt, device, cfg.mode, view_gen, cfg.views)
+            sched.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            images += x.shape[0]
+            if progress is not None:
+                progress(epoch=epoch, step=step, loss=parts["loss"], paths=[c.ops for c in choices])
+        seconds = time.time() - t0
+        if world > 1:  # log the global means
+            keys = sorted(sums)
+            t = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64,
+                             device=device if dist.get_backend() == "nccl" else "cpu")
+            dist.all_reduce(t)
+            sums = dict(zip(keys, t[:-1].tolist(), strict=True))
+            count = int(t[-1].item())
+        row = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()},
+               "lr": opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
+               "images_per_s": images * world / max(seconds, 1e-9)}
+        history.append(row)
+        metrics = {"mode": cfg.mode, "space": space.name, "teacher": tcfg.model, "epochs": epoch + 1,
+                   "loss": row.get("loss"), "history": history, "out": cfg.out}
+        views_state = [view_gen.get_state()]
+        if world > 1:
+            gathered: list = [None] * world
+            dist.all_gather_object(gathered, view_gen.get_state())
+            views_state = gathered
+        if _is_main():
+            storage.save_torch({
+                "format": FORMAT,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generators": {"paths": path_gen.get_state(), "views": views_state},
+                "epoch": epoch + 1,
+                "history": history,
+                "metrics": metrics,
+                "config": cfg.to_dict(),
+                "grids": model.grids,
+            }, ckpt_uri)
+            storage.save_torch({"model": {k: v.detach().cpu() for k, v in model.teacher.model.state_dict().items()},
+                                "teacher": tcfg.model, "epoch": epoch + 1},
+                               storage.join(cfg.out, TEACHER))
+            if tcfg.model == TINY_TEACHER and not storage.exists(storage.join(cfg.out, TEACHER_ARCH)):
+                tiny_teacher_arch(cfg.data.resolution, tcfg.num_classes or 10).save(
+                    storage.join(cfg.out, TEACHER_ARCH))
+    return metrics
+
+
+def load_pp(out: str, device: str | torch.device | None = None) -> tuple[PPModel, dict]:
+    """The trained model (eval mode) and the checkpoint's config from a ``train_pp`` folder."""
+    uri = checkpoint_uri(out)
+    if not storage.exists(uri):
+        raise DnaError(f"no trained ViT supernet at {uri}: run `dna train-pp --out {out}` first")
+    state = storage.load_torch(uri)
+    if state.get("format") != FORMAT:
+        raise DnaError(f"{uri} is not a ViT supernet checkpoint (format {state.get('format')!r})")
+    c = state["config"]
+    space = vit_space(c["space"])
+    tcfg = TeacherConfig(**c["teacher"])
+    loss = PPLossConfig(**c["loss"])
+    model = build_pp_model(space, tcfg, c["mode"], int(c["data"]["resolution"]), int(c["proj_hidden"]),
+                           int(c["proj_dim"]), loss, load_weights=False)
+    model.load_state_dict(state["model"])
+    model.to(resolve_device(device) if not isinstance(device, torch.device) else device)
+    model.eval()
+    return model, c
