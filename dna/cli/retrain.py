@@ -1,0 +1,107 @@
+"""dna retrain ARCH_OR_MODEL --out URI: train a searched/scaled net (or a timm model) from scratch."""
+
+from __future__ import annotations
+
+HELP = "retrain an architecture JSON or timm model from scratch (paper recipe, optional KD/EMA/RandAugment); resumable"
+
+
+def add_arguments(p) -> None:
+    from dna.retrain import FAST_RECIPE, SCHEDULES, RetrainConfig
+
+    d = RetrainConfig()
+    p.add_argument("model", help="architecture JSON URI (from search/scale) or a timm model name")
+    p.add_argument("--out", required=True, help="output folder URI (checkpoint.pt, model.pt, metrics.json, curves)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="builtin:shapes", help="'builtin:shapes' or an ImageFolder root URI")
+    g.add_argument("--resolution", type=int, default=None,
+                   help="input resolution (default: the model's own, e.g. the architecture's resolution)")
+    g.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    g.add_argument("--train-size", type=int, default=None, help="built-in data: train samples")
+    g.add_argument("--val-size", type=int, default=None, help="built-in data: val samples")
+    g.add_argument("--num-classes", type=int, default=None, help="built-in data: classes (1..10)")
+    g.add_argument("--rating-size", type=int, default=None,
+                   help="images held out of an ImageFolder's train split for rating (not trained on)")
+    g.add_argument("--num-workers", type=int, default=0, help="data loader workers")
+    g.add_argument("--auto-augment", default=None, help="timm augmentation policy, e.g. rand-m9-mstd0.5")
+    g = p.add_argument_group("optimisation (defaults: the --recipe's)")
+    g.add_argument("--recipe", choices=("paper", "fast"), default="paper",
+                   help="paper: RMSprop, LR 0.256*batch/4096, x0.97 every 2.4 epochs, label smoothing 0.1, "
+                        f"dropout/drop-path 0.2; fast: {', '.join(f'{k}={v}' for k, v in FAST_RECIPE.items())} "
+                        "(learns small data in a few epochs)")
+    g.add_argument("--opt", default=None, help=f"timm optimizer (paper: {d.opt})")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (paper: 0.256 * batch / 4096)")
+    g.add_argument("--weight-decay", type=float, default=None, help=f"(paper: {d.weight_decay})")
+    g.add_argument("--sched", choices=SCHEDULES, default=None, help=f"LR schedule (paper: {d.sched})")
+    g.add_argument("--decay-epochs", type=float, default=None, help=f"(paper: {d.decay_epochs})")
+    g.add_argument("--decay-rate", type=float, default=None, help=f"(paper: {d.decay_rate})")
+    g.add_argument("--warmup-epochs", type=float, default=None, help=f"(paper: {d.warmup_epochs})")
+    g.add_argument("--label-smoothing", type=float, default=None, help=f"(paper: {d.label_smoothing})")
+    g.add_argument("--drop-rate", type=float, default=None, help=f"(paper: {d.drop_rate})")
+    g.add_argument("--drop-path-rate", type=float, default=None, help=f"(paper: {d.drop_path_rate})")
+    g.add_argument("--ema", action="store_true", help="keep a weight EMA; model.pt then holds the EMA weights")
+    g.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on updates per epoch")
+    g = p.add_argument_group("knowledge distillation")
+    g.add_argument("--teacher", default=None, help="teacher: timm model name or architecture JSON URI")
+    g.add_argument("--teacher-checkpoint", default=None, help="teacher weights URI (state dict or model.pt)")
+    g.add_argument("--teacher-pretrained", action="store_true", help="timm pretrained teacher (needs the hub)")
+    g.add_argument("--kd-alpha", type=float, default=d.kd_alpha)
+    g.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def config_from_args(args):
+    from dna.data import DataConfig
+    from dna.errors import DnaError
+    from dna.retrain import FAST_RECIPE, RetrainConfig, model_resolution
+    from dna.teacher import TeacherConfig
+
+    if args.teacher is None and (args.teacher_checkpoint or args.teacher_pretrained):
+        raise DnaError("--teacher-checkpoint/--teacher-pretrained need --teacher NAME_OR_ARCH")
+    resolution = args.resolution if args.resolution is not None else model_resolution(args.model)
+    data_kw = dict(uri=args.data, resolution=resolution, batch_size=args.batch_size,
+                   num_workers=args.num_workers, seed=args.seed, auto_augment=args.auto_augment)
+    for name in ("train_size", "val_size", "num_classes", "rating_size"):
+        if getattr(args, name) is not None:
+            data_kw[name] = getattr(args, name)
+    teacher = None
+    if args.teacher is not None:
+        teacher = TeacherConfig(model=args.teacher, checkpoint=args.teacher_checkpoint,
+                                pretrained=args.teacher_pretrained)
+    recipe = dict(FAST_RECIPE) if args.recipe == "fast" else {}
+    for name in ("opt", "lr", "weight_decay", "sched", "decay_epochs", "decay_rate", "warmup_epochs",
+                 "label_smoothing", "drop_rate", "drop_path_rate"):
+        if getattr(args, name) is not None:
+            recipe[name] = getattr(args, name)
+    return RetrainConfig(
+        model=args.model, out=args.out, data=DataConfig(**data_kw), epochs=args.epochs,
+        ema=args.ema, ema_decay=args.ema_decay, steps_per_epoch=args.steps_per_epoch,
+        teacher=teacher, kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature,
+        seed=args.seed, device=args.device, **recipe,
+    ).validate()
+
+
+def run(args) -> dict:
+    from dna.retrain import retrain
+
+    result = retrain(config_from_args(args))
+    result = dict(result)
+    result.pop("arch", None)
+    return result
+
+
+def format_text(r: dict) -> str:
+    lines = [
+        f"{r['status']}: {r['model']} for {r['epochs']} epochs (resumed from epoch {r['resumed_from']})"
+        if r.get("status") == "trained" else f"{r.get('status')}: {r['model']}, {r['epochs']} epochs",
+        f"top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  best top-1 {r['best_top1']:.2f}% "
+        f"(epoch {r['best_epoch']})",
+        f"params {r['params']:,}  FLOPs {r['flops']:,} at {r['resolution']} px",
+    ]
+    for h in r.get("history", []):
+        lines.append(f"  epoch {h['epoch']:>3}: train loss {h['train_loss']:.4f}  val loss "
+                     f"{h['val_loss']:.4f}  top-1 {h['val_top1']:.2f}%  lr {h['lr']:.3g}")
+    lines.append(f"model: {r.get('model_uri')}")
+    return "\n".join(lines)

@@ -1,0 +1,589 @@
+"""Stand-alone retraining of a searched (or scaled, or any timm) network (SPEC section 9).
+
+The default recipe is the paper's (EfficientNet's): RMSprop (TF flavour, eps 1e-3) with momentum
+0.9, LR 0.256 for batch 4096 scaled linearly with the batch, x0.97 every 2.4 epochs (stepped per
+update, so the decay points fall exactly on 2.4-epoch boundaries), weight decay 1e-5, label
+smoothing 0.1, dropout and drop-path 0.2; RandAugment (``auto_augment="rand-m9-mstd0.5"``), a
+weight EMA and knowledge distillation from a teacher are options. That LR is meant for huge
+batches and long schedules; for a few epochs on the small built-in data use e.g. ``opt="adamw"``,
+``lr=3e-3`` (what the tests do).
+
+Everything goes under ``out`` (a local or ``s3://`` folder):
+
+- ``checkpoint.pt`` after every epoch (model, optimizer, scheduler, EMA, epoch, history): rerunning
+  with the same ``out`` continues after the last finished epoch, also with a larger ``epochs``;
+- ``model.pt``: ``{"model": state_dict, "arch": architecture JSON | {"timm": name}, "num_classes"}``
+  (the EMA weights when ``ema``), loadable by :func:`dna.teacher.load_state` so the retrained net
+  can be the next DNA+ generation's teacher;
+- ``metrics.json`` (top1/top5 in percent, params, FLOPs, history...), ``curve.csv``, ``curve.png``.
+
+A run whose ``metrics.json`` already covers ``epochs`` is not retrained: its metrics are returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dna.data import DataConfig
+from dna.errors import DnaError
+from dna.teacher import TeacherConfig
+
+PAPER_LR = 0.256
+PAPER_BATCH = 4096
+SCHEDULES = ("step", "cosine", "multistep", "tanh", "poly", "constant", "none")
+# Settings that learn the small built-in data in a few epochs (tests, demos): the paper's LR is
+# for batch 4096 and hundreds of epochs.
+FAST_RECIPE: dict[str, Any] = dict(
+    opt="adamw", lr=2e-2, weight_decay=0.01, sched="cosine", warmup_epochs=0.5,
+    label_smoothing=0.0, drop_rate=0.0, drop_path_rate=0.0,
+)
+CHECKPOINT, MODEL, METRICS, CURVE_CSV, CURVE_PNG = (
+    "checkpoint.pt", "model.pt", "metrics.json", "curve.csv", "curve.png")
+
+
+@dataclass
+class RetrainConfig:
+    """How to retrain; defaults are the paper's recipe (see the module docstring)."""
+
+    model: str = "efficientnet_b0"  # timm model name or architecture JSON URI
+    out: str = ""  # output folder URI
+    data: DataConfig = field(default_factory=DataConfig)
+    epochs: int = 10
+    batch_size: int | None = None  # None: data.batch_size
+    opt: str = "rmsproptf"
+    lr: float | None = None  # None: 0.256 * batch / 4096
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    opt_eps: float | None = None  # None: 1e-3 for RMSprop (as TF EfficientNet), else the optimizer's
+    sched: str = "step"
+    decay_epochs: float = 2.4
+    decay_rate: float = 0.97
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 0.0
+    label_smoothing: float = 0.1
+    drop_rate: float = 0.2
+    drop_path_rate: float = 0.2
+    auto_augment: str | None = None  # e.g. "rand-m9-mstd0.5"; None: data.auto_augment
+    ema: bool = False
+    ema_decay: float = 0.9998
+    teacher: TeacherConfig | None = None  # knowledge distillation when set
+    kd_alpha: float = 0.5  # loss = (1 - a) * CE + a * T^2 * KL(teacher || student)
+    kd_temperature: float = 1.0
+    clip_grad: float | None = None
+    steps_per_epoch: int | None = None  # cap on updates per epoch (smoke tests)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True  # on CUDA
+
+    def validate(self) -> RetrainConfig:
+        """Raise :class:`DnaError` naming the first bad field (cheap checks only); returns self."""
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise DnaError(f"model {self.model!r} must be a timm model name or an architecture .json URI")
+        if not isinstance(self.out, str) or not self.out.strip():
+            raise DnaError("out must name an output folder URI (local path or s3://...)")
+        if not isinstance(self.data, DataConfig):
+            raise DnaError(f"data must be a DataConfig, got {type(self.data).__name__}")
+        _int_at_least("epochs", self.epochs, 1)
+        if self.batch_size is not None:
+            _int_at_least("batch_size", self.batch_size, 1)
+        if self.steps_per_epoch is not None:
+            _int_at_least("steps_per_epoch", self.steps_per_epoch, 1)
+        _int_at_least("seed", self.seed, 0)
+        if self.lr is not None:
+            _number_in("lr", self.lr, 0, None, low_open=True)
+        from timm.optim import list_optimizers
+
+        if not isinstance(self.opt, str) or self.opt.lower() not in list_optimizers():
+            raise DnaError(f"opt {self.opt!r} is not a timm optimizer (e.g. rmsproptf, adamw, sgd, lamb)")
+        if self.sched not in SCHEDULES:
+            raise DnaError(f"sched {self.sched!r} must be one of {', '.join(SCHEDULES)}")
+        _number_in("momentum", self.momentum, 0, 1)
+        _number_in("weight_decay", self.weight_decay, 0, None)
+        if self.opt_eps is not None:
+            _number_in("opt_eps", self.opt_eps, 0, None, low_open=True)
+        _number_in("decay_epochs", self.decay_epochs, 0, None, low_open=True)
+        _number_in("decay_rate", self.decay_rate, 0, None, low_open=True)
+        _number_in("warmup_epochs", self.warmup_epochs, 0, None)
+        _number_in("warmup_lr", self.warmup_lr, 0, None)
+        _number_in("min_lr", self.min_lr, 0, None)
+        _number_in("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        _number_in("drop_rate", self.drop_rate, 0, 1, high_open=True)
+        _number_in("drop_path_rate", self.drop_path_rate, 0, 1, high_open=True)
+        _number_in("ema_decay", self.ema_decay, 0, 1, low_open=True, high_open=True)
+        _number_in("kd_alpha", self.kd_alpha, 0, 1)
+        _number_in("kd_temperature", self.kd_temperature, 0, None, low_open=True)
+        if self.clip_grad is not None:
+            _number_in("clip_grad", self.clip_grad, 0, None, low_open=True)
+        if self.teacher is not None and not isinstance(self.teacher, TeacherConfig):
+            raise DnaError(f"teacher must be a TeacherConfig or None, got {type(self.teacher).__name__}")
+        dev = str(self.device)
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise DnaError(f"device {self.device!r} must be auto, cpu, cuda or cuda:N")
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            raise DnaError(f"device {self.device!r} asked for but CUDA is not available")
+        return self
+
+    def data_config(self) -> DataConfig:
+        """The data config with this run's batch size and augmentation applied."""
+        return dataclasses.replace(
+            self.data,
+            batch_size=self.batch_size or self.data.batch_size,
+            auto_augment=self.auto_augment or self.data.auto_augment,
+        )
+
+    def effective_lr(self) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        return PAPER_LR * (self.batch_size or self.data.batch_size) / PAPER_BATCH
+
+    @classmethod
+    def fast(cls, **overrides: Any) -> RetrainConfig:
+        """A config with :data:`FAST_RECIPE` (AdamW 2e-2, cosine, half-epoch warm-up, no
+        regularisation) instead of the paper's recipe; ``overrides`` win."""
+        return cls(**{**FAST_RECIPE, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RetrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise DnaError(f"unknown retrain config keys {unknown} (expected some of {sorted(names)})")
+        d = dict(d)
+        if isinstance(d.get("data"), dict):
+            d["data"] = DataConfig.from_dict(d["data"])
+        if isinstance(d.get("teacher"), dict):
+            d["teacher"] = TeacherConfig(**d["teacher"])
+        return cls(**d)
+
+
+def _int_at_least(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise DnaError(f"{name} {value!r} must be an integer >= {low}")
+
+
+def _number_in(name: str, value: Any, low: float | None, high: float | None,
+               low_open: bool = False, high_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        raise DnaError(f"{name} {value!r} must be a number {' and '.join(s for s in (lo, hi) if s)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# model, data and evaluation
+
+
+def model_resolution(spec: str) -> int:
+    """The native input resolution of a timm model name or an architecture JSON URI."""
+    if spec.endswith(".json"):
+        from dna.build.arch import Architecture
+
+        return Architecture.load(spec).resolution
+    import timm
+
+    if not timm.is_model(spec):
+        raise DnaError(f"unknown model {spec!r}: expected a timm model name or an architecture .json URI")
+    try:
+        cfg = timm.models.get_pretrained_cfg(spec)
+        return int(cfg.input_size[-1]) if cfg is not None else 224
+    except Exception:  # a model without a default config
+        return 224
+
+
+def _resolve_model(spec: Any, cfg: RetrainConfig) -> tuple[Any, dict]:
+    """(Architecture | timm name | nn.Module, the JSON record stored as model.pt's ``arch``)."""
+    from dna.build.arch import Architecture
+
+    if isinstance(spec, nn.Module):
+        return spec, {"module": type(spec).__name__}
+    if isinstance(spec, Architecture):
+        from dna.build.summary import check_arch_def
+
+        check_arch_def(spec.arch_def)
+        return spec, spec.to_json()
+    if spec is not None:
+        raise DnaError(f"model must be an Architecture, an nn.Module or None, got {type(spec).__name__}")
+    name = cfg.model
+    if name.endswith(".json"):
+        from dna.build.summary import resolve_arch
+
+        arch = resolve_arch(name)
+        return arch, arch.to_json()
+    import timm
+
+    if not timm.is_model(name):
+        raise DnaError(f"unknown model {name!r}: expected a timm model name or an architecture .json URI")
+    return name, {"timm": name}
+
+
+def _create_model(what: Any, num_classes: int, cfg: RetrainConfig) -> nn.Module:
+    from dna.build.arch import Architecture
+
+    if isinstance(what, nn.Module):
+        return what
+    kw = dict(drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
+    if isinstance(what, Architecture):
+        from dna.build.summary import build
+
+        return build(what, num_classes=num_classes, **kw)
+    import timm
+
+    return timm.create_model(what, pretrained=False, num_classes=num_classes, **kw)
+
+
+def _autocast(device: torch.device, amp: bool):
+    enabled = amp and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device | str | None = None,
+             amp: bool = True) -> tuple[float, float, float]:
+    """(top-1 %, top-5 %, mean cross-entropy) of ``model`` over ``loader`` (top-5: top-k, k =
+    min(5, classes))."""
+    if device is None:
+        p = next(model.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = total = 0
+    loss_sum = 0.0
+    try:
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, amp):
+                logits = model(x)
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            k = min(5, logits.shape[1])
+            top = logits.topk(k, dim=1).indices
+            hit = top.eq(y[:, None])
+            correct1 += hit[:, 0].sum().item()
+            correct5 += hit.any(dim=1).sum().item()
+            total += y.numel()
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise DnaError("evaluation loader is empty")
+    return 100.0 * correct1 / total, 100.0 * correct5 / total, loss_sum / total
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+        reduction="batchmean", log_target=True,
+    ) * (t * t)
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs
+
+
+def _canonical(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _history_columns(history: list[dict]) -> list[str]:
+    cols = ["epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr"]
+    if history and "ema_top1" in history[0]:
+        cols += ["ema_top1", "ema_top5"]
+    return cols + ["time_s"]
+
+
+def write_curves(history: list[dict], out: str) -> None:
+    """``curve.csv`` and ``curve.png`` (train loss, val loss and val top-1 per epoch)."""
+    from dna import storage
+
+    cols = _history_columns(history)
+    lines = [",".join(cols)]
+    for row in history:
+        lines.append(",".join("" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float)
+                              else str(row[c]) for c in cols))
+    storage.write_text("\n".join(lines) + "\n", storage.join(out, CURVE_CSV))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax1.plot(epochs, [r["val_loss"] for r in history], "s-", label="val")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax2.plot(epochs, [r["val_top1"] for r in history], "o-", label="top-1")
+    if "ema_top1" in cols:
+        ax2.plot(epochs, [r["ema_top1"] for r in history], "s-", label="EMA top-1")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("val top-1 (%)")
+    ax2.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    storage.write_bytes(buf.getvalue(), storage.join(out, CURVE_PNG))
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+
+def _check_data(data: DataConfig) -> None:
+    from dna import storage
+
+    data.validate()
+    if not data.is_builtin:
+        storage.check_readable(data.uri)
+
+
+def _load_teacher(cfg: RetrainConfig, num_classes: int, resolution: int, device: torch.device) -> nn.Module:
+    from dna.teacher import load_teacher_model
+
+    tcfg = cfg.teacher
+    if tcfg.checkpoint:
+        from dna import storage
+
+        storage.check_readable(tcfg.checkpoint)
+    if tcfg.num_classes is None:
+        tcfg = dataclasses.replace(tcfg, num_classes=num_classes)
+    teacher = load_teacher_model(tcfg)
+    teacher.requires_grad_(False)
+    teacher.eval()
+    with torch.no_grad():
+        width = teacher(torch.zeros(1, 3, resolution, resolution)).shape[-1]
+    if width != num_classes:
+        raise DnaError(f"teacher {tcfg.model!r} predicts {width} classes; the data have {num_classes}")
+    return teacher.to(device)
+
+
+def retrain(cfg: RetrainConfig, model: Any = None) -> dict[str, Any]:
+    """Train ``cfg.model`` (or ``model``: an ``Architecture`` or an ``nn.Module``) from scratch and
+    write checkpoint/model/metrics/curves under ``cfg.out``; returns the metrics.
+
+    Resumes from ``out/checkpoint.pt``; returns the stored metrics when ``out`` holds a finished
+    run of at least ``cfg.epochs`` epochs (``status`` is then ``"cached"``).
+    """
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    from dna import storage
+    from dna.costs import count_flops, count_params
+    from dna.data import make_loader
+    from dna.data import num_classes as data_num_classes
+
+    if not isinstance(cfg, RetrainConfig):
+        raise DnaError(f"expected a RetrainConfig, got {type(cfg).__name__}")
+    cfg.validate()
+    data = cfg.data_config()
+    _check_data(data)
+    what, arch_record = _resolve_model(model, cfg)
+    arch_record = _canonical(arch_record)
+    n_classes = data_num_classes(data)
+    out = cfg.out
+
+    # A finished run is not retrained.
+    metrics_uri, ckpt_uri = storage.join(out, METRICS), storage.join(out, CHECKPOINT)
+    if storage.exists(metrics_uri):
+        stored = storage.read_json(metrics_uri)
+        if stored.get("arch") != arch_record or stored.get("num_classes") != n_classes:
+            raise DnaError(f"{out} holds a run of another model or data set; use a fresh out folder")
+        if int(stored.get("epochs", 0)) >= cfg.epochs:
+            return dict(stored, status="cached")
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    teacher = _load_teacher(cfg, n_classes, data.resolution, device) if cfg.teacher is not None else None
+
+    torch.manual_seed(cfg.seed)
+    net = _create_model(what, n_classes, cfg)
+    params = count_params(net)
+    flops = count_flops(net, (3, data.resolution, data.resolution))
+    net.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if cfg.channels_last:
+            net.to(memory_format=torch.channels_last)
+
+    # Full batches only (a batch of one breaks BatchNorm on 1x1 maps), unless the split is smaller.
+    train_loader = make_loader(data, "train", drop_last=True)
+    if len(train_loader) == 0:
+        train_loader = make_loader(data, "train", drop_last=False)
+    val_loader = make_loader(data, "val", shuffle=False)
+    updates = len(train_loader) if cfg.steps_per_epoch is None else min(len(train_loader), cfg.steps_per_epoch)
+    if updates == 0:
+        raise DnaError("the train split yields no batch: raise train_size or lower batch_size")
+
+    lr = cfg.effective_lr()
+    opt_kw: dict[str, Any] = {}
+    eps = cfg.opt_eps if cfg.opt_eps is not None else (1e-3 if cfg.opt.lower().startswith("rmsprop") else None)
+    if eps is not None:
+        opt_kw["eps"] = eps
+    optimizer = create_optimizer_v2(net, opt=cfg.opt.lower(), lr=lr, weight_decay=cfg.weight_decay,
+                                    momentum=cfg.momentum, **opt_kw)
+    scheduler = None
+    if cfg.sched != "none":
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_epochs=cfg.decay_epochs,
+            decay_rate=cfg.decay_rate, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
+            min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=updates,
+        )
+    ema = None
+    if cfg.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(net, decay=cfg.ema_decay, use_warmup=True)
+
+    start, history, step = 0, [], 0
+    if storage.exists(ckpt_uri):
+        ck = storage.load_torch(ckpt_uri, map_location=device)
+        if ck.get("arch") != arch_record or ck.get("num_classes") != n_classes:
+            raise DnaError(f"{ckpt_uri} is a run of another model or data set; use a fresh out folder")
+        try:
+            net.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            if scheduler is not None and ck.get("scheduler") is not None:
+                scheduler.load_state_dict(ck["scheduler"])
+            if ema is not None and ck.get("ema") is not None:
+                ema.module.load_state_dict(ck["ema"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise DnaError(f"cannot resume from {ckpt_uri}: {exc}; use a fresh out folder") from exc
+        start, history, step = int(ck["epoch"]), list(ck["history"]), int(ck.get("step", 0))
+    resumed_from = start
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    t_start = time.time()
+    for epoch in range(start, cfg.epochs):
+        t0 = time.time()
+        # Per-epoch seeds: the shuffle and augmentation of an epoch do not depend on resuming.
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        if train_loader.generator is not None:
+            train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)
+        net.train()
+        loss_sum, seen = 0.0, 0
+        for i, (x, y) in enumerate(train_loader):
+            if i >= updates:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if device.type == "cuda" and cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, cfg.amp):
+                logits = net(x)
+            logits = logits.float()
+            loss = criterion(logits, y)
+            if teacher is not None and cfg.kd_alpha > 0:
+                with torch.no_grad(), _autocast(device, cfg.amp):
+                    t_logits = teacher(x)
+                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(
+                    logits, t_logits.float(), cfg.kd_temperature)
+            if not torch.isfinite(loss):
+                raise DnaError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}: "
+                               f"lower the learning rate (lr={lr:g})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad is not None:
+                nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
+            optimizer.step()
+            step += 1
+            if scheduler is not None:
+                scheduler.step_update(num_updates=step)
+            if ema is not None:
+                ema.update(net, step=step)
+            loss_sum += loss.item() * y.numel()
+            seen += y.numel()
+        if scheduler is not None:
+            scheduler.step(epoch + 1)
+
+        top1, top5, val_loss = evaluate(net, val_loader, device, cfg.amp)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "val_loss": val_loss,
+            "val_top1": top1,
+            "val_top5": top5,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        if ema is not None:
+            row["ema_top1"], row["ema_top5"], _ = evaluate(ema.module, val_loader, device, cfg.amp)
+        row["time_s"] = round(time.time() - t0, 3)
+        history.append(row)
+        storage.save_torch({
+            "model": _cpu_state(net),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "ema": _cpu_state(ema.module) if ema is not None else None,
+            "epoch": epoch + 1,
+            "step": step,
+            "history": history,
+            "arch": arch_record,
+            "num_classes": n_classes,
+            "config": _canonical(cfg.to_dict()),
+        }, ckpt_uri)
+        write_curves(history, out)
+
+    if not history:
+        raise DnaError(f"{ckpt_uri} holds no finished epoch")
+    final = ema.module if ema is not None else net
+    key = "ema_top1" if ema is not None else "val_top1"
+    last = history[-1]
+    best = max(history, key=lambda r: r[key])
+    storage.save_torch({"model": _cpu_state(final), "arch": arch_record, "num_classes": n_classes,
+                        "ema": ema is not None}, storage.join(out, MODEL))
+    metrics = {
+        "top1": last[key],
+        "top5": last["ema_top5" if ema is not None else "val_top5"],
+        "val_loss": last["val_loss"],
+        "best_top1": best[key],
+        "best_epoch": best["epoch"],
+        "epochs": int(last["epoch"]),
+        "params": params,
+        "flops": flops,
+        "resolution": data.resolution,
+        "num_classes": n_classes,
+        "arch": arch_record,
+        "model": cfg.model if model is None else arch_record.get("module", "architecture"),
+        "ema": ema is not None,
+        "kd": teacher is not None,
+        "lr": lr,
+        "opt": cfg.opt,
+        "batch_size": data.batch_size,
+        "device": str(device),
+        "resumed_from": resumed_from,
+        "train_time_s": round(time.time() - t_start, 3),
+        "history": history,
+        "out": out,
+        "model_uri": storage.join(out, MODEL),
+    }
+    storage.write_json(_canonical(metrics), metrics_uri)
+    write_curves(history, out)
+    return dict(metrics, status="trained")
+
