@@ -27,6 +27,9 @@ def run(args) -> dict:
         raise DnaError(f"--num-classes {args.num_classes} must be a positive integer")
     if args.resolution is not None and args.resolution < 1:
         raise DnaError(f"--resolution {args.resolution} must be a positive integer")
+    vit = _vit_json(args.arch)
+    if vit is not None:
+        return _run_vit(vit, args)
     arch = resolve_arch(args.arch)
     result = summarize(arch, num_classes=args.num_classes, resolution=args.resolution)
     if args.out:
@@ -44,10 +47,39 @@ def run(args) -> dict:
     return result
 
 
+def _vit_json(uri: str) -> dict | None:
+    """The architecture JSON when it describes a searched ViT (DNA++ space), else None."""
+    if not uri.endswith(".json"):
+        return None
+    from dna import storage
+    from dna.build.vit import is_vit_arch
+
+    d = storage.read_json(uri)
+    return d if is_vit_arch(d) else None
+
+
+def _run_vit(d: dict, args) -> dict:
+    from dna.build.vit import build_from_arch, load_vit_arch, summarize_vit
+
+    result = summarize_vit(d, num_classes=args.num_classes, resolution=args.resolution)
+    if args.out:
+        import torch
+
+        from dna import storage
+
+        torch.manual_seed(args.seed)
+        model = build_from_arch(d, num_classes=args.num_classes)
+        storage.save_torch({"model": model.state_dict(), "arch": load_vit_arch(d),
+                            "num_classes": result["num_classes"]}, args.out)
+        result["out"] = args.out
+    return result
+
+
 def format_text(r: dict) -> str:
     from dna.build.summary import format_summary
+    from dna.build.vit import format_vit_summary
 
-    text = format_summary(r)
+    text = format_vit_summary(r) if r.get("kind") == "vit" else format_summary(r)
     if r.get("out"):
         text += f"\nsaved initial weights to {r['out']}"
     return text

@@ -86,7 +86,22 @@ def config_from_args(args):
 def run(args) -> dict:
     from dna.retrain import retrain
 
-    result = retrain(config_from_args(args))
+    cfg = config_from_args(args)
+    if cfg.model.endswith(".json"):
+        from dna import storage
+        from dna.build.vit import is_vit_arch
+
+        if is_vit_arch(storage.read_json(cfg.model)):
+            # A searched ViT (DNA++ space) retrains with the DeiT recipe.
+            from dna.retrain_vit import RetrainViTConfig, retrain_vit
+
+            vit = RetrainViTConfig(arch=cfg.model, out=cfg.out, data=cfg.data, epochs=cfg.epochs,
+                                   batch_size=cfg.batch_size, lr=args.lr, seed=cfg.seed,
+                                   steps_per_epoch=cfg.steps_per_epoch, device=cfg.device)
+            result = dict(retrain_vit(vit))
+            result.pop("arch", None)
+            return result
+    result = retrain(cfg)
     result = dict(result)
     result.pop("arch", None)
     return result

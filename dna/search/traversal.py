@@ -1,0 +1,737 @@
+"""Exact traversal search over a scores table (SPEC section 6, Eq. 4, Algorithm 2).
+
+The search is a multiple-choice knapsack with a width chain: pick one row per block (block k's
+row must take the width block k-1's row hands over; block 0 takes the fixed first layer's width)
+to minimise ``sum_k lambda_k * loss_k`` subject to totals (fixed stem/head included) of params,
+FLOPs and/or latency under their budgets. The answer is the exact optimum over the whole space
+(about 2e17 architectures for the 6-op MBConv space), found by dynamic programming over blocks:
+
+* the state after block k is the width it hands over;
+* per state, a set of partial architectures (prefixes) is kept, pruned by *dominance*: a prefix
+  with another prefix of the same state that is no worse in every constrained cost and better in
+  the order below can never be part of the optimum (swap it in: the completion is still feasible
+  and better). For top-K a prefix is dropped only once K others dominate it (K layers are kept);
+* prefixes that cannot be completed within a budget (their cost plus the cheapest completion from
+  their state exceeds it) are dropped;
+* prefixes whose loss plus a lower bound of their best completion (the exact one-cost suffix
+  fronts, one per constrained cost) exceeds an upper bound on the K-th best objective are dropped
+  as well. The upper bound comes from architectures known to meet the limits: the best points
+  of the one-cost fronts (two or more limits), or the best architecture and its one-block
+  neighbours (top-K);
+* before all this, rows are pruned the same way within each (block, in width, out width) group.
+
+With one constraint the sets are 1-D Pareto fronts (one sort and a cumulative minimum); with no
+constraint they hold the K best. Back-pointers give the choices of the winners.
+
+Order and ties: architectures are ordered by weighted loss, then params, then FLOPs, then
+latency, then their rows in table order (block 0 first; rows sorted by block, cell, ops,
+in_channels), so results are deterministic. Losses are summed block by block in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dna.errors import DnaError
+from dna.rate.scores import SCHEMA, ScoresMeta, validate
+from dna.space import BlockChoice, get_space
+
+COSTS = ("params", "flops", "latency_ms")
+_INF = math.inf
+_CHUNK = 1 << 20  # candidate prefixes materialised at once
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One architecture: objective, totals (fixed parts included) and the per-block choice."""
+
+    loss: float
+    params: int
+    flops: int
+    latency_ms: float | None
+    choices: list[BlockChoice]
+    arch_def: list[list[str]] = field(repr=False)
+
+    def to_json(self) -> dict:
+        d: dict = {"loss": self.loss, "params": self.params, "flops": self.flops}
+        if self.latency_ms is not None:
+            d["latency_ms"] = self.latency_ms
+        d["blocks"] = [c.to_json() for c in self.choices]
+        d["arch_def"] = self.arch_def
+        return d
+
+
+# ------------------------------------------------------------------------------------------
+# The table as arrays
+
+
+class Problem:
+    """A validated scores table as numpy arrays, grouped by (block, in width, out width).
+
+    Build once and search many times (e.g. several budgets): ``search``/``pareto_front`` accept
+    a ``Problem`` in place of the table.
+    """
+
+    def __init__(self, table: pa.Table, meta: ScoresMeta):
+        if not isinstance(meta, ScoresMeta):
+            raise DnaError(f"expected a ScoresMeta, got {type(meta).__name__}")
+        validate(table)
+        for f in SCHEMA:  # e.g. dictionary-typed partition columns of a dataset read directly
+            col = table.column(f.name)
+            if col.type != f.type:
+                if pa.types.is_dictionary(col.type):
+                    col = col.cast(col.type.value_type)
+                table = table.set_column(table.schema.get_field_index(f.name), f.name, col.cast(f.type))
+        table = table.sort_by([("block", "ascending"), ("cell", "ascending"), ("ops", "ascending"),
+                               ("in_channels", "ascending")])
+        self.table = table
+        self.meta = meta
+        self.space = get_space(meta.space)
+        self.n_blocks = len(self.space.blocks)
+        self.block = _np(table, "block", np.int64)
+        self.cell = _np(table, "cell", np.int64)
+        self.in_ch = _np(table, "in_channels", np.int64)
+        self.out_ch = _np(table, "out_channels", np.int64)
+        self.loss = _np(table, "loss", np.float64)
+        self.costs: dict[str, np.ndarray] = {
+            "params": _np(table, "params", np.int64),
+            "flops": _np(table, "flops", np.int64),
+        }
+        self.has_latency = "latency_ms" in table.column_names
+        if self.has_latency:
+            self.costs["latency_ms"] = _np(table, "latency_ms", np.float64)
+        self.fixed: dict[str, float] = {
+            "params": int(meta.fixed_params),
+            "flops": int(meta.fixed_flops),
+            "latency_ms": float(meta.fixed_latency_ms or 0.0),
+        }
+        self.first_width = int(self.space.in_widths(0)[0])
+        self._check_space()
+        # groups: block -> {(in width, out width): row indices in table order}
+        self.groups: list[dict[tuple[int, int], np.ndarray]] = [{} for _ in range(self.n_blocks)]
+        order = np.lexsort((np.arange(len(self.block)), self.out_ch, self.in_ch, self.block))
+        keys = np.stack([self.block[order], self.in_ch[order], self.out_ch[order]], axis=1)
+        cut = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1
+        for seg in np.split(order, cut):
+            k, w_in, w_out = (int(v) for v in (self.block[seg[0]], self.in_ch[seg[0]], self.out_ch[seg[0]]))
+            self.groups[k][(w_in, w_out)] = seg
+
+    def _check_space(self) -> None:
+        s, nb = self.space, self.n_blocks
+        bad = np.flatnonzero((self.block < 0) | (self.block >= nb))
+        if len(bad):
+            raise DnaError(f"scores table: row {self._row(bad[0])} names block {self.block[bad[0]]}, "
+                           f"but space {s.name!r} has blocks 0..{nb - 1}")
+        present = np.bincount(self.block, minlength=nb)
+        if not present.all():
+            k = int(np.flatnonzero(present == 0)[0])
+            raise DnaError(f"scores table has no rows for block {k}; space {s.name!r} has {nb} blocks "
+                           f"and every block needs rated paths")
+        for k in range(nb):
+            widths = np.asarray(s.in_widths(k))
+            sel = (self.block == k) & ~np.isin(self.in_ch, widths)
+            if sel.any():
+                i = int(np.flatnonzero(sel)[0])
+                what = ("the fixed first layer's width" if k == 0
+                        else f"the widths of block {k - 1}'s cells")
+                raise DnaError(f"scores table: row {self._row(i)} has in_channels {self.in_ch[i]}, but "
+                               f"block {k} takes {what}: {widths.tolist()}")
+        if getattr(s, "kind", "mbconv") != "mbconv":
+            return
+        n_cells = max(len(b.cells) for b in s.blocks)
+        layers = np.zeros((nb, n_cells), np.int64)
+        chans = np.zeros((nb, n_cells), np.int64)
+        for k, b in enumerate(s.blocks):
+            for c, cell in enumerate(b.cells):
+                layers[k, c], chans[k, c] = cell.layers, cell.channels
+        bad = np.flatnonzero((self.cell < 0) | (self.cell >= n_cells))
+        bad = bad if len(bad) else np.flatnonzero(layers[self.block, np.clip(self.cell, 0, n_cells - 1)] == 0)
+        if len(bad):
+            i = int(bad[0])
+            raise DnaError(f"scores table: row {self._row(i)} names cell {self.cell[i]}, but block "
+                           f"{self.block[i]} has cells 0..{len(s.blocks[self.block[i]].cells) - 1}")
+        want = chans[self.block, self.cell]
+        bad = np.flatnonzero(want != self.out_ch)
+        if len(bad):
+            i = int(bad[0])
+            raise DnaError(f"scores table: row {self._row(i)} has out_channels {self.out_ch[i]}, but that "
+                           f"cell of space {s.name!r} has {want[i]} channels")
+        ops = self.table.column("ops")
+        n_ops = pc.add(pc.count_substring(ops, "-"), 1).to_numpy()
+        bad = np.flatnonzero(n_ops != layers[self.block, self.cell])
+        if len(bad):
+            i = int(bad[0])
+            raise DnaError(f"scores table: row {self._row(i)} has {n_ops[i]} ops, but that cell has "
+                           f"{layers[self.block[i], self.cell[i]]} layers")
+        names = set(pc.unique(pc.list_flatten(pc.split_pattern(ops, "-"))).to_pylist())
+        unknown = sorted(names - set(s.ops))
+        if unknown:
+            raise DnaError(f"scores table: unknown ops {unknown}; space {s.name!r} has {list(s.ops)}")
+
+    def _row(self, i: int) -> dict:
+        t = self.table
+        return {k: t.column(k)[int(i)].as_py() for k in ("block", "cell", "ops", "in_channels")}
+
+    # ----- per-state cheapest prefix / suffix ----------------------------------------------
+    def min_prefix(self, cost: np.ndarray) -> list[dict[int, float]]:
+        """``out[k][w]``: cheapest cost of blocks 0..k-1 handing width ``w`` to block k."""
+        out: list[dict[int, float]] = [{self.first_width: 0}]
+        for k in range(self.n_blocks):
+            nxt: dict[int, float] = {}
+            for (w_in, w_out), rows in self.groups[k].items():
+                if w_in in out[k]:
+                    v = out[k][w_in] + cost[rows].min()
+                    nxt[w_out] = min(nxt.get(w_out, _INF), v)
+            out.append(nxt)
+        return out
+
+    def min_suffix(self, cost: np.ndarray) -> list[dict[int, float]]:
+        """``out[k][w]``: cheapest cost of blocks k..N-1 when block k receives width ``w``."""
+        out: list[dict[int, float]] = [{} for _ in range(self.n_blocks)] + [None]  # type: ignore[list-item]
+        for k in reversed(range(self.n_blocks)):
+            cur: dict[int, float] = {}
+            for (w_in, w_out), rows in self.groups[k].items():
+                rest = 0 if k == self.n_blocks - 1 else out[k + 1].get(w_out, _INF)
+                cur[w_in] = min(cur.get(w_in, _INF), cost[rows].min() + rest)
+            out[k] = cur
+        return out
+
+    def smallest(self, name: str) -> float:
+        """The smallest total (fixed part included) of one cost over all architectures."""
+        return self.fixed[name] + self.min_suffix(self.costs[name])[0].get(self.first_width, _INF)
+
+    def tie_costs(self) -> list[np.ndarray]:
+        return [self.costs[c] for c in COSTS if c in self.costs]
+
+
+def _np(table: pa.Table, name: str, dtype) -> np.ndarray:
+    return np.ascontiguousarray(table.column(name).to_numpy(), dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------
+# Dominance
+
+
+def _key_order(obj: np.ndarray, ties: Sequence[np.ndarray], lex: np.ndarray) -> np.ndarray:
+    """Permutation sorting by (obj, *ties, lex); a plain argsort when obj has no ties."""
+    o = np.argsort(obj, kind="stable")
+    s = obj[o]
+    if len(s) > 1 and np.any(s[1:] == s[:-1]):
+        o = np.lexsort((lex, *reversed(list(ties)), obj))
+    return o
+
+
+def _nondominated(costs: Sequence[np.ndarray]) -> np.ndarray:
+    """Items are in key order; keep those no earlier item matches or beats in every cost."""
+    n = len(costs[0]) if costs else 0
+    d = len(costs)
+    if d == 0:
+        raise AssertionError("use _first_k for unconstrained sets")
+    if d == 1:
+        c = costs[0]
+        if n == 0:
+            return np.zeros(0, bool)
+        prev = np.minimum.accumulate(c)
+        keep = np.empty(n, bool)
+        keep[0] = True
+        keep[1:] = c[1:] < prev[:-1]
+        return keep
+    if d == 2:
+        return _nondominated2(costs[0], costs[1])
+    return _nondominated_n(np.stack([np.asarray(c, np.float64) for c in costs], axis=1))
+
+
+def _nondominated2(p: np.ndarray, f: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """2-D version: a staircase of the (p, f) minima seen so far, updated chunk by chunk."""
+    n = len(p)
+    keep = np.zeros(n, bool)
+    sp = p[:0]
+    sf = f[:0]
+    for start in range(0, n, chunk):
+        cp, cf = p[start:start + chunk], f[start:start + chunk]
+        if len(sp):
+            i = np.searchsorted(sp, cp, side="right") - 1
+            dom = (i >= 0) & (sf[np.maximum(i, 0)] <= cf)
+        else:
+            dom = np.zeros(len(cp), bool)
+        idx = np.flatnonzero(~dom)
+        if len(idx) > 1:
+            qp, qf = cp[idx], cf[idx]
+            m = np.triu((qp[:, None] <= qp[None, :]) & (qf[:, None] <= qf[None, :]), 1)
+            dom[idx[m.any(axis=0)]] = True
+        alive = ~dom
+        keep[start:start + len(cp)] = alive
+        if alive.any():
+            ap = np.concatenate([sp, cp[alive]])
+            af = np.concatenate([sf, cf[alive]])
+            o = np.lexsort((af, ap))
+            ap, af = ap[o], af[o]
+            run = np.minimum.accumulate(af)
+            s = np.ones(len(af), bool)
+            s[1:] = af[1:] < run[:-1]
+            sp, sf = ap[s], af[s]
+    return keep
+
+
+def _nondominated_n(c: np.ndarray, chunk: int = 256, cap: int = 8192) -> np.ndarray:
+    """d >= 3: compare with earlier survivors (at most ``cap`` of them: a weaker, still exact,
+    pruning when more survive) and within each chunk."""
+    n = len(c)
+    keep = np.zeros(n, bool)
+    ref = c[:0]
+    for start in range(0, n, chunk):
+        q = c[start:start + chunk]
+        dom = np.zeros(len(q), bool)
+        for r0 in range(0, len(ref), 2048):
+            r = ref[r0:r0 + 2048]
+            dom |= np.all(r[:, None, :] <= q[None, :, :], axis=2).any(axis=0)
+        idx = np.flatnonzero(~dom)
+        if len(idx) > 1:
+            qq = q[idx]
+            m = np.triu(np.all(qq[:, None, :] <= qq[None, :, :], axis=2), 1)
+            dom[idx[m.any(axis=0)]] = True
+        keep[start:start + len(q)] = ~dom
+        if len(ref) < cap:
+            ref = np.concatenate([ref, q[~dom][: cap - len(ref)]])
+    return keep
+
+
+def _keep_layers(costs: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Items in key order; keep the first ``k`` non-dominated layers (exact for top-k)."""
+    n = len(costs[0]) if costs else 0
+    keep = np.zeros(n, bool)
+    alive = np.arange(n)
+    for _ in range(k):
+        if not len(alive):
+            break
+        m = _nondominated([c[alive] for c in costs])
+        keep[alive[m]] = True
+        alive = alive[~m]
+    return keep
+
+
+# ------------------------------------------------------------------------------------------
+# The traversal
+
+
+@dataclass
+class _Level:
+    obj: np.ndarray
+    costs: list[np.ndarray]       # all tie costs (params, flops[, latency]) in COSTS order
+    lex: np.ndarray               # rank of the row tuple in table order (ties)
+    parent: np.ndarray
+    row: np.ndarray
+    state: np.ndarray             # width handed to the next block
+
+    def take(self, idx: np.ndarray) -> _Level:
+        return _Level(self.obj[idx], [c[idx] for c in self.costs], self.lex[idx], self.parent[idx],
+                      self.row[idx], self.state[idx])
+
+
+def _concat(levels: list[_Level], n_costs: int) -> _Level:
+    if not levels:
+        e = np.zeros(0, np.int64)
+        return _Level(np.zeros(0), [e] * n_costs, e, e, e, e)
+    return _Level(
+        np.concatenate([lv.obj for lv in levels]),
+        [np.concatenate([lv.costs[i] for lv in levels]) for i in range(n_costs)],
+        np.concatenate([lv.lex for lv in levels]),
+        np.concatenate([lv.parent for lv in levels]),
+        np.concatenate([lv.row for lv in levels]),
+        np.concatenate([lv.state for lv in levels]),
+    )
+
+
+class _Bound:
+    """Lower bound on the objective of the best completion from a state, given remaining budget:
+    the max over constrained costs of the exact one-cost suffix front (min objective of blocks
+    k..N-1 with that cost <= budget)."""
+
+    def __init__(self, fronts: list[list[dict[int, tuple[np.ndarray, np.ndarray]]]], obj: np.ndarray):
+        self.fronts = fronts  # per constrained dim: per block k: state -> (costs asc, min obj)
+        # sums are taken in another order than the forward pass: allow for rounding
+        self.tol = 1e-9 * (1.0 + len(fronts[0]) * float(np.abs(obj).max())) if fronts else 0.0
+
+    def lower(self, k: int, state: int, rest: list[np.ndarray]) -> np.ndarray:
+        lb = np.full(len(rest[0]), -_INF)
+        for d, front in enumerate(self.fronts):
+            fr = front[k].get(state)
+            if fr is None:
+                return np.full(len(lb), _INF)
+            cost, best = fr
+            i = np.searchsorted(cost, rest[d], side="right") - 1
+            v = np.where(i >= 0, best[np.maximum(i, 0)], _INF)
+            lb = np.maximum(lb, v)
+        return lb
+
+
+def _traverse(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float], top_k: int,
+              front: bool = False, upper: float = _INF, bound: _Bound | None = None) -> list[tuple]:
+    """The exact best ``top_k`` (or, with ``front``, the exact objective-vs-dims[0] front).
+
+    ``budgets`` exclude the fixed part. Returns [(objective, [row per block]), ...] best first
+    (front: by cost ascending).
+    """
+    ties = P.tie_costs()
+    names = [c for c in COSTS if c in P.costs]
+    di = [names.index(d) for d in dims]
+    n_rows = len(obj)
+    suf = [P.min_suffix(P.costs[d]) for d in dims]
+    pre = [P.min_prefix(P.costs[d]) for d in dims]
+    nb = P.n_blocks
+
+    def prune(lv: _Level, k: int, w_out: int) -> _Level:
+        if not len(lv.obj):
+            return lv
+        ok = np.ones(len(lv.obj), bool)
+        for j, d in enumerate(di):
+            rest = suf[j][k + 1].get(w_out, _INF) if k + 1 < nb else 0
+            ok &= lv.costs[d] + rest <= budgets[j]
+        if bound is not None and upper < _INF:
+            idx = np.flatnonzero(ok)
+            if k + 1 < nb:
+                rem = [budgets[j] - lv.costs[d][idx] for j, d in enumerate(di)]
+                lb = bound.lower(k + 1, w_out, rem)
+            else:
+                lb = 0.0
+            ok[idx[lv.obj[idx] + lb > upper + bound.tol]] = False
+        lv = lv.take(np.flatnonzero(ok))
+        o = _key_order(lv.obj, lv.costs, lv.lex)
+        lv = lv.take(o)
+        if di:
+            keep = _keep_layers([lv.costs[d] for d in di], top_k)
+        else:
+            keep = np.zeros(len(lv.obj), bool)
+            keep[:top_k] = True
+        return lv.take(np.flatnonzero(keep))
+
+    # rows pruned within their group
+    groups: list[dict[tuple[int, int], np.ndarray]] = []
+    for k in range(nb):
+        g = {}
+        for (w_in, w_out), rows in P.groups[k].items():
+            if k == 0 and w_in != P.first_width:
+                continue
+            ok = np.ones(len(rows), bool)
+            for j, d in enumerate(dims):
+                before = pre[j][k].get(w_in, _INF)
+                after = suf[j][k + 1].get(w_out, _INF) if k + 1 < nb else 0
+                ok &= P.costs[d][rows] + before + after <= budgets[j]
+            r = rows[ok]
+            if not len(r):
+                continue
+            o = _key_order(obj[r], [t[r] for t in ties], r)
+            r = r[o]
+            if di:
+                r = r[_keep_layers([ties[d][r] for d in di], top_k)]
+            else:
+                r = r[:top_k]
+            g[(w_in, w_out)] = r
+        groups.append(g)
+
+    levels: list[_Level] = []
+    prev: _Level | None = None
+    for k in range(nb):
+        by_state: dict[int, list[_Level]] = {}
+        for (w_in, w_out), rows in groups[k].items():
+            if prev is None:
+                pidx = np.array([-1])
+                base_obj = np.zeros(1)
+                base_costs = [np.zeros(1, t.dtype) for t in ties]
+                base_lex = np.zeros(1, np.int64)
+            else:
+                pidx = np.flatnonzero(prev.state == w_in)
+                if not len(pidx):
+                    continue
+                base_obj = prev.obj[pidx]
+                base_costs = [c[pidx] for c in prev.costs]
+                base_lex = prev.lex[pidx]
+            nr = len(rows)
+            step = max(1, _CHUNK // nr)
+            for a in range(0, len(pidx), step):
+                pi = np.repeat(np.arange(a, min(a + step, len(pidx))), nr)
+                ri = np.tile(rows, len(pi) // nr)
+                cand = _Level(
+                    base_obj[pi] + obj[ri],
+                    [bc[pi] + t[ri] for bc, t in zip(base_costs, ties, strict=True)],
+                    base_lex[pi] * n_rows + ri,
+                    pidx[pi],
+                    ri,
+                    np.full(len(ri), w_out, np.int64),
+                )
+                # pruning a piece first is exact: what survives the whole survives its piece
+                pieces = by_state.setdefault(w_out, [])
+                pieces.append(prune(cand, k, w_out))
+                if len(pieces) > 1 and sum(len(x.obj) for x in pieces) > _CHUNK:
+                    by_state[w_out] = [prune(_concat(pieces, len(ties)), k, w_out)]
+        cur = []
+        for w_out in sorted(by_state):
+            pieces = by_state[w_out]
+            cur.append(pieces[0] if len(pieces) == 1 else prune(_concat(pieces, len(ties)), k, w_out))
+        lv = _concat(cur, len(ties))
+        # lex: rank of the (parent tuple, row) order, comparable across states
+        o = np.argsort(lv.lex, kind="stable")
+        rank = np.empty(len(o), np.int64)
+        rank[o] = np.arange(len(o))
+        lv.lex = rank
+        levels.append(lv)
+        prev = lv
+        if not len(lv.obj):
+            return []
+
+    last = levels[-1]
+    o = _key_order(last.obj, last.costs, last.lex)
+    if front:
+        keep = o[_nondominated([last.costs[di[0]][o]])]
+        sel = keep[np.lexsort((last.obj[keep], last.costs[di[0]][keep]))]
+    else:
+        sel = o[:top_k]
+    out = []
+    for i in sel:
+        rows = []
+        j = int(i)
+        for k in reversed(range(nb)):
+            rows.append(int(levels[k].row[j]))
+            j = int(levels[k].parent[j])
+        out.append((float(last.obj[i]), rows[::-1]))
+    return out
+
+
+def _suffix_fronts(P: Problem, obj: np.ndarray, dim: str, budget: float) -> list[dict]:
+    """Per block k and width w entering it: the exact front (cost asc, min objective) of the
+    blocks k..N-1 under one cost."""
+    cost = P.costs[dim]
+    nb = P.n_blocks
+    pre = P.min_prefix(cost)
+    fronts: list[dict] = [{} for _ in range(nb)]
+    for k in reversed(range(nb)):
+        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for (w_in, w_out), rows in P.groups[k].items():
+            before = pre[k].get(w_in)
+            if before is None:
+                continue
+            rows = rows[_front1(cost[rows], obj[rows])]
+            if k == nb - 1:
+                c, v = cost[rows], obj[rows]
+            else:
+                nxt = fronts[k + 1].get(w_out)
+                if nxt is None:
+                    continue
+                c = (cost[rows][:, None] + nxt[0][None, :]).ravel()
+                v = (obj[rows][:, None] + nxt[1][None, :]).ravel()
+            ok = c + before <= budget
+            parts.setdefault(w_in, []).append((c[ok], v[ok]))
+        for w_in, lst in parts.items():
+            c = np.concatenate([x[0] for x in lst])
+            v = np.concatenate([x[1] for x in lst])
+            if not len(c):
+                continue
+            keep = _front1(c, v)
+            c, v = c[keep], v[keep]
+            o = np.argsort(c, kind="stable")
+            fronts[k][w_in] = (c[o], v[o])
+    return fronts
+
+
+def _front1(cost: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    """Indices of the (cost, obj) front (no tie-break needed: used for bounds only)."""
+    o = np.lexsort((cost, obj))
+    return o[_nondominated([cost[o]])]
+
+
+# ------------------------------------------------------------------------------------------
+# Public API
+
+
+def _fmt(name: str, v: float) -> str:
+    if name == "latency_ms":
+        return f"{v:.6g} ms"
+    return f"{int(v):,}"
+
+
+def _limits(P: Problem, max_params, max_flops, max_latency_ms) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, v in (("params", max_params), ("flops", max_flops), ("latency_ms", max_latency_ms)):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise DnaError(f"max_{name}={v!r}: expected a positive finite number")
+        if not math.isfinite(float(v)) or v <= 0:
+            raise DnaError(f"max_{name}={v!r}: expected a positive finite number")
+        if name == "latency_ms" and not P.has_latency:
+            raise DnaError(
+                f"max_latency_ms={v!r} needs a latency_ms column, and this scores table has none: "
+                "rate with a latency table (`dna rate --latency-table`) or add one with "
+                "dna.search.latency.add_latency"
+            )
+        out[name] = float(v) if name == "latency_ms" else (int(v) if float(v) == int(v) else float(v))
+    return out
+
+
+def _objective(P: Problem, lambdas) -> np.ndarray:
+    if lambdas is None:
+        return P.loss
+    try:
+        lam = [float(x) for x in lambdas]
+    except (TypeError, ValueError) as exc:
+        raise DnaError(f"lambdas={lambdas!r}: expected one number per block") from exc
+    if len(lam) != P.n_blocks:
+        raise DnaError(f"lambdas has {len(lam)} values {lam}, but space {P.space.name!r} has "
+                       f"{P.n_blocks} blocks: give one weight per block")
+    for i, x in enumerate(lam):
+        if not math.isfinite(x) or x < 0:
+            raise DnaError(f"lambdas[{i}]={x}: expected a finite number >= 0")
+    return np.asarray(lam, np.float64)[P.block] * P.loss
+
+
+def _check_top_k(top_k) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise DnaError(f"top_k={top_k!r}: expected an integer >= 1")
+    return int(top_k)
+
+
+def _problem(table, meta) -> Problem:
+    if isinstance(table, Problem):
+        return table
+    if isinstance(table, str):
+        from dna.rate.scores import read_scores
+
+        table, meta = read_scores(table)
+    if meta is None:
+        meta = ScoresMeta.from_metadata(table.schema.metadata)
+    return Problem(table, meta)
+
+
+def _result(P: Problem, obj: float, rows: list[int]) -> SearchResult:
+    ops = P.table.column("ops")
+    choices = [BlockChoice(k, int(P.cell[r]), tuple(ops[r].as_py().split("-"))) for k, r in enumerate(rows)]
+    idx = np.asarray(rows)
+    lat = (P.fixed["latency_ms"] + float(P.costs["latency_ms"][idx].sum())) if P.has_latency else None
+    return SearchResult(
+        loss=float(obj),
+        params=int(P.fixed["params"] + P.costs["params"][idx].sum()),
+        flops=int(P.fixed["flops"] + P.costs["flops"][idx].sum()),
+        latency_ms=lat,
+        choices=choices,
+        arch_def=P.space.arch_def(choices),
+    )
+
+
+def _front_upper(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float]) -> float:
+    """An upper bound on the optimum: the best architecture that meets every limit among those on
+    the exact one-cost fronts (one per constrained cost)."""
+    best = _INF
+    for j, d in enumerate(dims):
+        for value, rows in _traverse(P, obj, [d], [budgets[j]], 1, front=True):
+            idx = np.asarray(rows)
+            if value < best and all(P.costs[e][idx].sum() <= budgets[i] for i, e in enumerate(dims)):
+                best = value
+    return best
+
+
+def _neighbour_upper(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float],
+                     rows: list[int], top_k: int) -> float:
+    """An upper bound on the ``top_k``-th best objective: the ``top_k``-th best of the given
+    architecture and those differing from it in one block (same widths), within the limits."""
+    rows_a = np.asarray(rows)
+    values = [float(sum(obj[r] for r in rows))]
+    for k, r in enumerate(rows):
+        key = (int(P.in_ch[r]), int(P.out_ch[r]))
+        g = P.groups[k][key]
+        g = g[g != r]
+        ok = np.ones(len(g), bool)
+        for j, d in enumerate(dims):
+            c = P.costs[d]
+            ok &= c[rows_a].sum() - c[r] + c[g] <= budgets[j]
+        g = g[ok]
+        acc = np.zeros(len(g))
+        for j in range(P.n_blocks):
+            acc = acc + (obj[g] if j == k else obj[rows[j]])
+        values.extend(acc.tolist())
+    values.sort()
+    return values[top_k - 1] if len(values) >= top_k else _INF
+
+
+def _bound(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float]) -> _Bound:
+    return _Bound([_suffix_fronts(P, obj, d, budgets[j]) for j, d in enumerate(dims)], obj)
+
+
+def search(
+    table: pa.Table | Problem | str,
+    meta: ScoresMeta | None = None,
+    max_params: float | None = None,
+    max_flops: float | None = None,
+    max_latency_ms: float | None = None,
+    top_k: int = 1,
+    lambdas: Sequence[float] | None = None,
+) -> list[SearchResult]:
+    """The exact ``top_k`` architectures (best first) of minimal ``sum_k lambda_k * loss_k``
+    whose totals (fixed parts included) meet every given limit. No limit: the min-loss ones.
+
+    ``table`` is a scores table (with ``meta``; None reads it from the schema metadata), a
+    ``Problem`` built from one (reuse it for many queries), or a scores URI.
+
+    Raises DnaError when no architecture meets the limits, naming the smallest achievable cost.
+    """
+    P = _problem(table, meta)
+    limits = _limits(P, max_params, max_flops, max_latency_ms)
+    top_k = _check_top_k(top_k)
+    obj = _objective(P, lambdas)
+    dims = list(limits)
+    budgets = [limits[d] - P.fixed[d] for d in dims]
+    for d in dims:
+        smallest = P.smallest(d)
+        if smallest > limits[d]:
+            raise DnaError(f"no architecture has {d} <= {_fmt(d, limits[d])}: the smallest achievable "
+                           f"is {_fmt(d, smallest)}")
+    upper, bound = _INF, None
+    if len(dims) >= 2:
+        upper = _front_upper(P, obj, dims, budgets)
+        if upper < _INF:
+            bound = _bound(P, obj, dims, budgets)
+    found = _traverse(P, obj, dims, budgets, 1, upper=upper, bound=bound)
+    if not found:
+        raise DnaError(_joint_infeasible(P, dims, limits, budgets))
+    if top_k > 1:
+        upper = _neighbour_upper(P, obj, dims, budgets, found[0][1], top_k)
+        if bound is None and dims and upper < _INF:
+            bound = _bound(P, obj, dims, budgets)
+        found = _traverse(P, obj, dims, budgets, top_k, upper=upper, bound=bound)
+    return [_result(P, v, rows) for v, rows in found]
+
+
+def _joint_infeasible(P: Problem, dims: list[str], limits: dict, budgets: list[float]) -> str:
+    both = " and ".join(f"{d} <= {_fmt(d, limits[d])}" for d in dims)
+    notes = []
+    for d in dims:
+        others = [e for e in dims if e != d]
+        ob = [budgets[i] for i, e in enumerate(dims) if e != d]
+        best = _traverse(P, P.costs[d].astype(np.float64), others, ob, 1)
+        if best:
+            cond = " and ".join(f"{e} <= {_fmt(e, limits[e])}" for e in others)
+            notes.append(f"with {cond} the smallest {d} is {_fmt(d, best[0][0] + P.fixed[d])}")
+    return f"no architecture satisfies {both} together: " + "; ".join(notes)
+
+
+def pareto_front(
+    table: pa.Table | Problem | str,
+    meta: ScoresMeta | None = None,
+    cost: str = "params",
+    lambdas: Sequence[float] | None = None,
+) -> list[SearchResult]:
+    """The exact loss-vs-``cost`` Pareto front of the whole space, sorted by cost (ascending):
+    every architecture on it has a lower loss than every architecture of smaller or equal cost."""
+    P = _problem(table, meta)
+    if cost not in COSTS:
+        raise DnaError(f"cost {cost!r}: expected one of {list(COSTS)}")
+    if cost not in P.costs:
+        raise DnaError("cost 'latency_ms' needs a latency_ms column, and this scores table has none")
+    obj = _objective(P, lambdas)
+    found = _traverse(P, obj, [cost], [_INF], 1, front=True)
+    return [_result(P, v, rows) for v, rows in found]
