@@ -6,7 +6,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread: on a shared 2-core box (CI, Ray workers beside the tests) two OpenMP threads per
+# process spin against each other and small steps run 10-100x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,53 @@
+"""DNA+ generations end to end on the embedded default (tiny settings), in-process."""
+
+from __future__ import annotations
+
+import pytest
+
+from dna import storage
+from dna.build.arch import Architecture
+from dna.errors import DnaError
+from dna.generation import RetrainSettings, RunConfig, run
+from dna.layout import generation
+from dna.rate.scores import read_scores
+from dna.teacher import TeacherConfig
+from tests.helpers import tiny_data
+
+FAST = RetrainSettings(epochs=1, opt="adamw", lr=3e-3, sched="cosine", steps_per_epoch=2, drop_rate=0.0,
+                       drop_path_rate=0.0, label_smoothing=0.0)
+
+
+def test_two_generations_end_to_end(tmp_path):
+    root = str(tmp_path / "run")
+    cfg = RunConfig(root=root, generations=2, data=tiny_data(), teacher=TeacherConfig(model="tiny"),
+                    block_epochs=1, block_max_steps=1, rate_max_batches=1,
+        teacher_train=FAST, retrain=FAST, transfer=[])
+    summary = run(cfg, log=lambda _m: None)
+    assert [g["generation"] for g in summary["generations"]] == [0, 1]
+    g0, g1 = generation(root, 0), generation(root, 1)
+    # Generation 0 trained its own teacher; generation 1 learns from gen 0's scaled, retrained net.
+    assert storage.exists(storage.join(g0.teacher, "model.pt"))
+    assert summary["generations"][1]["teacher"]["model"] == storage.join(g0.scaled, "arch.json")
+    scaled = Architecture.load(storage.join(g0.scaled, "arch.json"))
+    assert scaled.extra["scale"]["to"] == "b1"
+    for g in (g0, g1):
+        table, meta = read_scores(g.scores)
+        assert sorted(set(table.column("block").to_pylist())) == list(range(6))
+    assert meta.generation == 1
+    searched = Architecture.load(storage.join(g1.search, "arch.json"))
+    assert searched.choices is not None and len(searched.choices) == 6
+    assert storage.exists(storage.join(g1.retrain, "model.pt"))
+    assert not storage.exists(g1.scaled), "the last generation is retrained without scaling"
+    # A rerun resumes from what is stored and does no work.
+    again = run(cfg, log=lambda _m: None)
+    assert again["generations"][1]["search"] == summary["generations"][1]["search"]
+
+
+def test_bad_run_config_fails_before_work(tmp_path):
+    with pytest.raises(DnaError, match="generations=0"):
+        RunConfig(root=str(tmp_path), generations=0).validate()
+    with pytest.raises(DnaError, match="scale"):
+        RunConfig(root=str(tmp_path), generations=2, scale_to="b99").validate()
+    with pytest.raises(DnaError, match="transfer tasks"):
+        RunConfig(root=str(tmp_path), transfer=["pose"]).validate()
+    assert not any(tmp_path.iterdir())
