@@ -5,6 +5,13 @@ target the teacher's map leaving it, the loss is MSE. In every step every cell s
 batch and every layer samples one op uniformly (seeded). Blocks are independent, so each call
 trains one block and checkpoints it every epoch under its own folder; a rerun resumes from the
 last finished epoch, and nothing assumes blocks share a process.
+
+Data parallel: called in every process of an initialised ``torch.distributed`` group (e.g. the
+workers of a Ray ``TorchTrainer``), each rank trains on its shard of every global batch
+(``batch_size // world`` images), gradients are averaged across ranks after each backward pass
+(every rank samples the same ops from the same seeded generator, so the same parameters get
+gradients), BatchNorm statistics are averaged at the end of each epoch, and rank 0 alone writes
+the checkpoint. One process (no group) is the plain single-device loop.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
 
 from dna import storage
-from dna.data import DataConfig, make_loader
+from dna.data import DataConfig, make_dataset, make_loader
 from dna.device import autocast, memory_format, resolve_device
 from dna.errors import DnaError
 from dna.space import get_space
@@ -53,6 +62,38 @@ class BlockTrainConfig:
         return self.lr if self.lr is not None else (0.002 if self.block == 0 else 0.005)
 
 
+DATA_PARALLEL = True    # train_block trains data-parallel inside an initialised torch.distributed group
+
+
+def dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) of the initialised torch.distributed group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _train_loader(cfg: BlockTrainConfig, rank: int, world: int):
+    """The train loader; with world > 1 this rank's shard of each global batch (same order)."""
+    if world == 1:
+        return make_loader(cfg.data, "train", shuffle=True), None
+    if cfg.data.batch_size % world:
+        raise DnaError(f"batch_size={cfg.data.batch_size} must divide by the {world} data-parallel workers")
+    ds = make_dataset(cfg.data, "train")
+    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.data.seed,
+                                 drop_last=True)
+    loader = DataLoader(ds, batch_size=cfg.data.batch_size // world, sampler=sampler,
+                        num_workers=cfg.data.num_workers, persistent_workers=False)
+    return loader, sampler
+
+
+def _all_reduce_mean(tensors: list[torch.Tensor], world: int) -> None:
+    works = [dist.all_reduce(t, async_op=True) for t in tensors]
+    for w in works:
+        w.wait()
+    for t in tensors:
+        t.div_(world)
+
+
 def checkpoint_uri(out: str) -> str:
     return storage.join(out, "supernet.pt")
 
@@ -83,6 +124,7 @@ def make_supernet(space, block: int, teacher: BlockTeacher) -> BlockSupernet:
 def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, progress=None) -> dict:
     """Train (or resume, or return the finished) supernet of ``cfg.block``; returns its metrics."""
     cfg.validate()
+    rank, world = dist_rank_world()
     space = get_space(cfg.space)
     device = resolve_device(cfg.device)
     ckpt_uri = checkpoint_uri(cfg.out)
@@ -110,9 +152,11 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, prog
         history = state["history"]
         start = state["epoch"]
 
-    loader = make_loader(cfg.data, "train", shuffle=True)
+    loader, sampler = _train_loader(cfg, rank, world)
     for epoch in range(start, cfg.epochs):
         net.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         t0 = time.time()
         total, count, images = 0.0, 0, 0
         for step, batch in enumerate(loader):
@@ -126,6 +170,8 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, prog
                     loss = loss + F.mse_loss(net(inp, c, ops).float(), target.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if world > 1:
+                _all_reduce_mean([p.grad for p in net.parameters() if p.grad is not None], world)
             opt.step()
             total += loss.item() / len(net.cells)
             count += 1
@@ -133,10 +179,18 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, prog
             if progress is not None:
                 progress(epoch=epoch, step=step, loss=loss.item())
         sched.step()
+        if world > 1:
+            _all_reduce_mean([b for b in net.buffers() if b.is_floating_point()], world)
+            sums = torch.tensor([total, count, images], dtype=torch.float64, device=device)
+            _all_reduce_mean([sums], world)
+            total, count, images = sums[0].item(), round(sums[1].item()), round(sums[2].item() * world)
         seconds = time.time() - t0
         history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": seconds,
                         "images_per_s": images / max(seconds, 1e-9)})
         metrics = {"block": cfg.block, "epochs": epoch + 1, "loss": history[-1]["loss"], "history": history}
+        if rank != 0:
+            dist.barrier()                  # rank 0 writes the checkpoint
+            continue
         storage.save_torch({
             "model": net.state_dict(),
             "optimizer": opt.state_dict(),
@@ -149,6 +203,8 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, prog
                        "teacher_in": teacher.in_channels(cfg.block),
                        "teacher_out": teacher.out_channels(cfg.block)},
         }, ckpt_uri)
+        if world > 1:
+            dist.barrier()
     return metrics
 
 
