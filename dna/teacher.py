@@ -40,10 +40,15 @@ def _is_arch_uri(spec: str) -> bool:
 def create_model(spec: str, num_classes: int | None = None, pretrained: bool = False, **kwargs) -> nn.Module:
     """A network from a timm model name or an architecture JSON URI (no weights loaded)."""
     if _is_arch_uri(spec):
+        from dna import storage
         from dna.build.arch import Architecture
         from dna.build.model import build_model
+        from dna.build.vit import build_from_arch, is_vit_arch
 
-        return build_model(Architecture.load(spec), num_classes=num_classes, **kwargs)
+        d = storage.read_json(spec)
+        if is_vit_arch(d):
+            return build_from_arch(d, num_classes=num_classes, **kwargs)
+        return build_model(Architecture.from_json(d), num_classes=num_classes, **kwargs)
     import timm
 
     if not timm.is_model(spec):

@@ -333,3 +333,21 @@ def test_cli_train_pp(tmp_path, capsys):
     text = capsys.readouterr().out
     assert '"mode": "dnapp"' in text and '"rows"' in text
     assert main(["train-pp", "--out", out, "--mode", "dna"]) == 2  # no teacher weights for DNA
+
+
+def test_cli_rate_search_build_on_vit_space(pp_run, tmp_path, capsys):
+    """`dna rate|search|build` route a ViT space/architecture to the DNA++ code."""
+    import json
+
+    from dna.cli import main
+
+    root, cfg, _ = pp_run
+    scores = str(tmp_path / "scores")
+    assert main(["rate", "--space", "vit-tiny", "--supernets", cfg.out, "--out", scores, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] > 0
+    arch = str(tmp_path / "arch.json")
+    assert main(["search", scores, "--out", arch, "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)["architectures"][0]
+    assert main(["build", arch, "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["kind"] == "vit" and built["params"] == best["params"]
