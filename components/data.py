@@ -1,0 +1,43 @@
+"""KFP component: validate the run config, fix the run root, describe the data."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Markdown, Output
+
+from components.settings import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def prepare_data(run_config: str, generations: int, run_id: str, data: Output[Dataset],
+                 report: Output[Markdown]) -> str:
+    """Check the run config (``dna.generation.RunConfig`` JSON) before any work, resolve its run
+    root (empty: ``$DNA_RUN_ROOT/<run id>``), store it as ``<root>/config.json`` and describe the
+    data set. Returns the resolved run config JSON that every later stage takes."""
+    import dataclasses
+
+    from components import _runtime as rt
+    from components import reports
+    from dna import storage
+    from dna.data import class_names
+
+    rt.setup()
+    cfg = rt.load_config(run_config)
+    cfg = dataclasses.replace(cfg, root=rt.resolve_root(cfg.root, run_id), generations=generations)
+    cfg.validate()
+    config_uri = storage.join(cfg.root, "config.json")
+    stored = rt.read_optional_json(config_uri)
+    if stored is not None and stored != cfg.to_dict():
+        rt.log(f"{config_uri} holds another config: outputs already stored under the root are reused "
+               "where their stage finds them")
+    storage.write_json(cfg.to_dict(), config_uri)
+    classes = class_names(cfg.data)
+    sizes = None
+    if cfg.data.is_builtin:
+        sizes = {"train": cfg.data.train_size, "val": cfg.data.val_size, "rating": cfg.data.rating_size}
+    rt.log(f"run root {cfg.root}; data {cfg.data.uri}: {len(classes)} classes at {cfg.data.resolution} px")
+    rt.write_json_artifact(data, {"data": cfg.data.to_dict(), "classes": classes, "sizes": sizes,
+                                  "root": cfg.root},
+                           uri=cfg.data.uri, num_classes=len(classes), resolution=cfg.data.resolution,
+                           root=cfg.root)
+    rt.publish_report(reports.data_report(cfg.data.to_dict(), classes, sizes, cfg.root), report, cfg,
+                      None, "data.md")
+    return rt.config_json(cfg)

@@ -1,0 +1,40 @@
+"""KFP component: rate every path of every block (Algorithm 1), one Ray job per block."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+from components.settings import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def rate_blocks(run_config: str, generation: int, teacher: Input[Model], supernets: Input[Model],
+                gpus_per_block: int, max_concurrent_blocks: int, ray_address: str, scores: Output[Dataset],
+                metrics: Output[Metrics], report: Output[Markdown]):
+    """``fan_out_blocks("rate", ...)``: writes the scores table as Parquet partitions
+    ``<root>/gen<g>/scores/block=<k>/``; blocks already rated are kept."""
+    from components import _runtime as rt
+    from components import reports
+    from components.ray_blocks import fan_out_blocks
+    from dna.layout import generation as layout
+
+    rt.setup()
+    cfg = rt.load_config(run_config)
+    g = generation
+    t = rt.read_teacher(teacher)
+    rt.log(f"[gen {g}] rating every path of every block")
+    try:
+        results = fan_out_blocks("rate", cfg, g, t, workers_per_block=1, use_gpu=gpus_per_block > 0,
+                                 max_concurrent=max_concurrent_blocks or None, ray_address=ray_address or None)
+    finally:
+        rt.shutdown_ray()
+    gen = layout(cfg.root, g)
+    top, counts = rt.top_candidates(gen.scores)
+    for k in sorted(top):
+        rt.log(f"[gen {g}] block {k}: {counts[k]} candidates, best {top[k][0]['ops']} loss {top[k][0]['loss']:.4f}")
+    rt.log_metrics(metrics, {"candidates": sum(counts.values()),
+                             **{f"best_loss.block{k}": v[0]["loss"] for k, v in top.items()}})
+    rt.write_json_artifact(scores, {"format": rt.POINTER_FORMAT, "kind": "scores", "uri": gen.scores,
+                                    "generation": g, "rows": counts},
+                           uri=gen.scores, rows=sum(counts.values()), generation=g)
+    md = reports.blocks_report("rate", results, g, extra=reports.scores_markdown(top, counts, gen.scores))
+    rt.publish_report(md, report, cfg, g, "rating.md")

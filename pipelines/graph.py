@@ -1,0 +1,244 @@
+"""The DAGs of the DNA / DNA+ pipelines, built from the components in ``components/``.
+
+One generation (SPEC sections 4-6) is ``train_supernets -> rate_blocks -> search``; DNA+ adds
+``scale_teacher`` between generations (the scaled, retrained search becomes the next teacher).
+The last generation always ends in :func:`final_stage`, a sub-pipeline ``search -> retrain ->
+transfer -> summarize`` whose tasks cache on their own. :func:`build_pipeline` unrolls the
+generations with a Python loop at compile time.
+
+Kubernetes settings of the tasks (kfp-kubernetes), as pipeline parameters where KFP allows:
+
+- ``storage_secret``: the Secret whose keys become ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+  (the key names are fixed at compile time, :func:`components.settings.storage_secret_keys`);
+- ConfigMap ``dna-settings`` (optional) -> ``DNA_RUN_ROOT``, ``DNA_S3_ENDPOINT``, ``AWS_REGION``,
+  ``RAY_ADDRESS``;
+- ``gpus`` / ``accelerator_type``: accelerator limit of the training tasks (teacher, retrain,
+  scale, transfer); ``fanout_gpus``: of the supernet/rating tasks themselves (only for a fan-out
+  on a Ray started inside their pod; with a Ray cluster the blocks get ``gpus_per_block`` there);
+- ``node_selector`` (a JSON object) and ``tolerations`` (a JSON list) of the training tasks;
+- ``pvc_name``: a PersistentVolumeClaim mounted at the compile-time ``pvc_mount`` path.
+"""
+
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from kfp import dsl, kubernetes
+
+from components import settings
+from components.data import prepare_data
+from components.dnapp import rate_pp, retrain_vit, train_pp_supernet
+from components.rate import rate_blocks
+from components.retrain import retrain
+from components.scale import scale_teacher
+from components.search import search
+from components.summary import summarize
+from components.supernet import train_supernets
+from components.teacher import train_teacher
+from components.transfer import transfer
+
+# Pipeline parameters besides run_config (name -> default). Every pipeline has all of them.
+K8S_PARAMETERS: dict[str, object] = {
+    "gpus": 0,
+    "accelerator_type": "nvidia.com/gpu",
+    "gpus_per_block": 0,
+    "fanout_gpus": 0,
+    "max_concurrent_blocks": 0,
+    "ray_address": "",
+    "storage_secret": settings.STORAGE_SECRET,
+    "node_selector": {},
+    "tolerations": [],
+    "pvc_name": "",
+}
+
+
+@dataclass
+class BuildOptions:
+    """Compile-time settings (they change the DAG, not a parameter value)."""
+
+    image: str | None = None                 # None: the components' DNA_IMAGE
+    storage_keys: dict[str, str] = field(
+        default_factory=lambda: settings.storage_secret_keys(settings.STORAGE_SECRET))
+    config_map: str = settings.SETTINGS_CONFIG_MAP
+    pvc_mount: str | None = None             # mount the pvc_name parameter here (None: no PVC)
+
+    def with_secret(self, secret_name: str) -> "BuildOptions":
+        return dataclasses.replace(self, storage_keys=settings.storage_secret_keys(secret_name))
+
+
+class Params:
+    """The pipeline parameters (channels) handed to every task of one (sub-)pipeline."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def as_kwargs(self) -> dict:
+        return dict(self.__dict__)
+
+
+def configure(task, p: Params, opts: BuildOptions, heavy: bool = False, gpus=None):
+    """Image, storage credentials, settings, PVC; node placement and GPUs for ``heavy`` tasks."""
+    if opts.image:
+        task.set_container_image(opts.image)
+    kubernetes.use_secret_as_env(task, secret_name=p.storage_secret, secret_key_to_env=opts.storage_keys,
+                                 optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name=opts.config_map,
+                                     config_map_key_to_env=settings.SETTINGS_ENV, optional=True)
+    if opts.pvc_mount:
+        kubernetes.mount_pvc(task, pvc_name=p.pvc_name, mount_path=opts.pvc_mount)
+    if heavy:
+        kubernetes.add_node_selector_json(task, p.node_selector)
+        kubernetes.add_toleration_json(task, p.tolerations)
+    if gpus is not None:
+        task.set_accelerator_type(p.accelerator_type)
+        task.set_accelerator_limit(gpus)
+    return task
+
+
+def _final_tasks(run_config, generation, scores, teacher, p: Params, opts: BuildOptions, pp_config=None):
+    s = configure(search(run_config=run_config, generation=generation, scores=scores), p, opts)
+    s.set_display_name("search")
+    if pp_config is None:
+        r = retrain(run_config=run_config, generation=generation, arch=s.outputs["arch"], teacher=teacher)
+    else:
+        r = retrain_vit(run_config=run_config, pp_config=pp_config, generation=generation, arch=s.outputs["arch"])
+    configure(r, p, opts, heavy=True, gpus=p.gpus)
+    r.set_display_name("retrain")
+    t = configure(transfer(run_config=run_config, generation=generation, arch=s.outputs["arch"],
+                           model=r.outputs["model"]), p, opts, heavy=True, gpus=p.gpus)
+    t.set_display_name("transfer (seg, det)")
+    summary = configure(summarize(run_config=run_config, model=r.outputs["model"],
+                                  transfer_metrics=t.outputs["metrics"]), p, opts)
+    summary.set_display_name("summary")
+    return summary.outputs["summary"]
+
+
+def make_final_stage(opts: BuildOptions):
+    """The last stage of every pipeline: search -> retrain -> transfer -> summarize."""
+
+    @dsl.pipeline(name="final-stage",
+                  description="search -> retrain -> transfer (seg, det) -> summary of the run")
+    def final_stage(run_config: str, generation: int, scores: dsl.Input[dsl.Dataset],
+                    teacher: dsl.Input[dsl.Model], gpus: int, accelerator_type: str, storage_secret: str,
+                    node_selector: dict, tolerations: list, pvc_name: str) -> dsl.Artifact:
+        p = Params(gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
+                   node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
+        return _final_tasks(run_config, generation, scores, teacher, p, opts)
+
+    return final_stage
+
+
+def make_vit_final_stage(opts: BuildOptions):
+    """DNA++'s last stage: search -> ViT retrain (DeiT recipe) -> transfer -> summarize."""
+
+    @dsl.pipeline(name="final-stage-vit",
+                  description="search -> ViT retrain -> transfer (seg, det) -> summary of the run")
+    def final_stage(run_config: str, pp_config: str, generation: int, scores: dsl.Input[dsl.Dataset],
+                    teacher: dsl.Input[dsl.Model], gpus: int, accelerator_type: str, storage_secret: str,
+                    node_selector: dict, tolerations: list, pvc_name: str) -> dsl.Artifact:
+        p = Params(gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
+                   node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
+        return _final_tasks(run_config, generation, scores, teacher, p, opts, pp_config=pp_config)
+
+    return final_stage
+
+
+def build_pipeline(name: str, generations: int, opts: BuildOptions | None = None, description: str = ""):
+    """A pipeline of ``generations`` DNA generations (1: DNA; more: DNA+), unrolled at compile
+    time. Parameters: ``run_config`` (RunConfig JSON) and :data:`K8S_PARAMETERS`."""
+    if not isinstance(generations, int) or isinstance(generations, bool) or generations < 1:
+        raise ValueError(f"generations={generations!r}: expected an integer >= 1")
+    opts = opts or BuildOptions()
+    final_stage = make_final_stage(opts)
+
+    @dsl.pipeline(name=name, description=description or f"DNA with {generations} generation(s)")
+    def pipeline(
+        run_config: str = "{}",
+        gpus: int = 0,
+        accelerator_type: str = "nvidia.com/gpu",
+        gpus_per_block: int = 0,
+        fanout_gpus: int = 0,
+        max_concurrent_blocks: int = 0,
+        ray_address: str = "",
+        storage_secret: str = settings.STORAGE_SECRET,
+        node_selector: dict = {},  # noqa: B006 (KFP reads the default; never mutated)
+        tolerations: list = [],  # noqa: B006
+        pvc_name: str = "",
+    ) -> dsl.Artifact:
+        p = Params(gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
+                   node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
+        prep = configure(prepare_data(run_config=run_config, generations=generations,
+                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), p, opts)
+        prep.set_display_name("prepare data")
+        cfg = prep.outputs["Output"]
+        t0 = configure(train_teacher(run_config=cfg, generation=0, data=prep.outputs["data"]), p, opts,
+                       heavy=True, gpus=gpus)
+        t0.set_display_name("gen 0: teacher")
+        teacher = t0.outputs["teacher"]
+        result = None
+        for g in range(generations):
+            sn = configure(train_supernets(run_config=cfg, generation=g, teacher=teacher,
+                                           gpus_per_block=gpus_per_block,
+                                           max_concurrent_blocks=max_concurrent_blocks, ray_address=ray_address),
+                           p, opts, heavy=True, gpus=fanout_gpus)
+            sn.set_display_name(f"gen {g}: train block supernets (Ray)")
+            rate = configure(rate_blocks(run_config=cfg, generation=g, teacher=teacher,
+                                         supernets=sn.outputs["supernets"], gpus_per_block=gpus_per_block,
+                                         max_concurrent_blocks=max_concurrent_blocks, ray_address=ray_address),
+                             p, opts, heavy=True, gpus=fanout_gpus)
+            rate.set_display_name(f"gen {g}: rate paths (Ray)")
+            if g < generations - 1:
+                s = configure(search(run_config=cfg, generation=g, scores=rate.outputs["scores"]), p, opts)
+                s.set_display_name(f"gen {g}: search")
+                sc = configure(scale_teacher(run_config=cfg, generation=g, arch=s.outputs["arch"],
+                                             teacher=teacher), p, opts, heavy=True, gpus=gpus)
+                sc.set_display_name(f"gen {g}: scale + retrain -> teacher of gen {g + 1}")
+                teacher = sc.outputs["scaled"]
+            else:
+                fin = final_stage(run_config=cfg, generation=g, scores=rate.outputs["scores"], teacher=teacher,
+                                  gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
+                                  node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
+                fin.set_display_name(f"gen {g}: final stage (search, retrain, transfer)")
+                result = fin.output
+        return result
+
+    return pipeline
+
+
+def build_pp_pipeline(name: str, opts: BuildOptions | None = None, description: str = ""):
+    """DNA++ (SPEC section 8): one job trains the ViT supernet of every block jointly with its CNN
+    teacher (no labels), rating, then the ViT final stage. Parameters: ``run_config`` (RunConfig
+    JSON with a ViT space), ``pp_config`` (see :mod:`components.dnapp`) and the cluster resources."""
+    opts = opts or BuildOptions()
+    final_stage = make_vit_final_stage(opts)
+
+    @dsl.pipeline(name=name, description=description or "DNA++: self-supervised ViT search with a CNN teacher")
+    def pipeline(
+        run_config: str = "{}",
+        pp_config: str = "{}",
+        gpus: int = 0,
+        accelerator_type: str = "nvidia.com/gpu",
+        storage_secret: str = settings.STORAGE_SECRET,
+        node_selector: dict = {},  # noqa: B006 (KFP reads the default; never mutated)
+        tolerations: list = [],  # noqa: B006
+        pvc_name: str = "",
+    ) -> dsl.Artifact:
+        p = Params(gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
+                   node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
+        prep = configure(prepare_data(run_config=run_config, generations=1,
+                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), p, opts)
+        prep.set_display_name("prepare data")
+        cfg = prep.outputs["Output"]
+        sn = configure(train_pp_supernet(run_config=cfg, pp_config=pp_config, data=prep.outputs["data"]), p, opts,
+                       heavy=True, gpus=gpus)
+        sn.set_display_name("DNA++: teacher + ViT supernet (all blocks, one job)")
+        rate = configure(rate_pp(run_config=cfg, supernet=sn.outputs["supernet"]), p, opts, heavy=True, gpus=gpus)
+        rate.set_display_name("rate paths")
+        fin = final_stage(run_config=cfg, pp_config=pp_config, generation=0, scores=rate.outputs["scores"],
+                          teacher=sn.outputs["teacher"], gpus=gpus, accelerator_type=accelerator_type,
+                          storage_secret=storage_secret, node_selector=node_selector, tolerations=tolerations,
+                          pvc_name=pvc_name)
+        fin.set_display_name("final stage (search, retrain, transfer)")
+        return fin.output
+
+    return pipeline

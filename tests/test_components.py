@@ -1,0 +1,203 @@
+"""KFP components: report rendering, runtime helpers, component specs, component bodies run
+directly (``component.python_func``) on small stored inputs. No KFP runner here (see
+test_pipelines.py for whole local runs)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import numpy as np
+import pytest
+
+from components import _runtime as rt
+from components import reports
+from dna import storage
+from dna.generation import RunConfig
+from dna.rate.block import scores_meta
+from dna.rate.path_costs import PathCosts
+from dna.rate.scores import make_table, write_scores
+from dna.space.mbconv import MBCONV_TINY
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class FakeArtifact:
+    """What KFP hands a component: a local path and a metadata dict (plus log_metric)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.uri = path
+        self.metadata: dict = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metadata[name] = value
+
+
+def artifact(tmp_path, name: str) -> FakeArtifact:
+    return FakeArtifact(str(tmp_path / "kfp" / name))
+
+
+def embedded_pngs(html: str) -> list[bytes]:
+    out = []
+    for part in html.split('src="data:image/png;base64,')[1:]:
+        out.append(base64.b64decode(part.split('"', 1)[0]))
+    return out
+
+
+SEARCHED = {
+    "arch_def": [["ds_r1_k3_s1_e1_c8_se0.25"], ["ir_r1_k3_s2_e3_c16_se0.25", "ir_r1_k5_s1_e6_c16_se0.25"],
+                 ["ir_r1_k5_s2_e6_c24_se0.25"], ["ir_r2_k3_s2_e3_c40_se0.25"]],
+    "resolution": 32, "num_classes": 10, "stem_channels": 16, "head_channels": 320,
+    "blocks": [{"block": 0, "cell": 1, "ops": "k3e3-k5e6"}, {"block": 1, "cell": 0, "ops": "k5e6"},
+               {"block": 2, "cell": 1, "ops": "k3e3-k3e3"}],
+}
+BEST = {"loss": 1.2345, "params": 123456, "flops": 2345678, "blocks": SEARCHED["blocks"],
+        "arch_def": SEARCHED["arch_def"]}
+
+
+# ----- reports ---------------------------------------------------------------------------------------
+def test_parse_block_string_and_layers():
+    b = reports.parse_block_string("ir_r2_k5_s2_e6_c24_se0.25")
+    assert b == {"type": "ir", "repeats": 2, "kernel": 5, "stride": 2, "expansion": 6.0, "channels": 24,
+                 "se": 0.25}
+    assert reports.parse_block_string("ds_r1_k3_s1_c16")["expansion"] == 1.0
+    layers = reports.arch_layers(SEARCHED)
+    assert len(layers) == 6 and [x["stage"] for x in layers] == [0, 1, 1, 2, 3, 3]
+    assert layers[4]["stride"] == 2 and layers[5]["stride"] == 1          # only a stage's first layer
+    deeper = reports.arch_layers(dict(SEARCHED, depth_multiplier=1.5))
+    assert len(deeper) > len(layers)
+    assert reports.stage_labels(SEARCHED) == ["fixed", "block 0", "block 1", "block 2"]
+
+
+def test_drawings_are_png():
+    png = reports.draw_architecture(SEARCHED, title="t")
+    assert png.startswith(PNG_MAGIC) and len(png) > 2000
+    fronts = {"params": [{"loss": 2.0, "params": 100, "flops": 10}, {"loss": 1.0, "params": 300, "flops": 30}],
+              "flops": [{"loss": 2.0, "params": 100, "flops": 10}]}
+    png = reports.draw_pareto(fronts, {"loss": 1.0, "params": 300, "flops": 30}, {"params": 350})
+    assert png.startswith(PNG_MAGIC)
+
+
+def test_search_report_html():
+    fronts = {"params": [{"loss": 2.0, "params": 100000, "flops": 10}, BEST], "flops": [BEST]}
+    html = reports.search_report({"architectures": [BEST]}, SEARCHED, fronts, {"params": 2e5, "flops": None}, 0,
+                                 where={"architecture": "/r/gen0/search/arch.json"})
+    assert html.startswith("<!DOCTYPE html>")
+    for needle in ("k3e3-k5e6", "k5e6", "123,456", "2,345,678", "123K", "/r/gen0/search/arch.json", "Pareto"):
+        assert needle in html
+    pngs = embedded_pngs(html)
+    assert len(pngs) == 2 and all(p.startswith(PNG_MAGIC) for p in pngs)
+
+
+def test_retrain_transfer_summary_reports():
+    m = {"top1": 71.5, "top5": 98.0, "best_top1": 72.0, "best_epoch": 2, "epochs": 3, "params": 5000,
+         "flops": 90000, "history": [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.9, "val_top1": 40.0}]}
+    html = reports.retrain_report(m, reports.draw_architecture(SEARCHED), SEARCHED)
+    assert "71.5" in html and len(embedded_pngs(html)) == 2
+    assert "no transfer tasks" in reports.transfer_report({})
+    t = reports.transfer_report({"seg": {"miou": 0.4321, "history": [1], "config": {"lr": 1}}},
+                                {"seg": reports.draw_architecture(SEARCHED)})
+    assert "0.4321" in t and "Segmentation" in t and len(embedded_pngs(t)) == 1
+    summary = {"root": "/r", "final": {"search": BEST, "retrain": m, "transfer": {"det": {"map": 0.25}}},
+               "generations": [{"generation": 0, "teacher": {"model": "tiny"}, "search": BEST}],
+               "artifacts": {"final model (retrained)": "/r/gen0/retrain/model.pt"}}
+    s = reports.summary_report(summary, SEARCHED, {"params": [BEST]}, None, {})
+    for needle in ("71.5", "123,456", "transfer det: map", "/r/gen0/retrain/model.pt", "k3e3-k5e6"):
+        assert needle in s
+    md = reports.blocks_report("train", {0: {"epochs": 1, "loss": 0.5, "cached": True}, 1: {"loss": 0.7}}, 0)
+    assert md.startswith("# Block supernets") and "| 0 | 1 | 0.5 | yes |" in md
+
+
+# ----- runtime helpers ------------------------------------------------------------------------------------
+def test_runtime_helpers(tmp_path, monkeypatch):
+    from dna.teacher import TeacherConfig
+
+    a = artifact(tmp_path, "teacher")
+    rt.write_teacher(a, TeacherConfig(model="x.json", checkpoint="/w.pt"), 1)
+    assert rt.read_teacher(a) == TeacherConfig(model="x.json", checkpoint="/w.pt")
+    assert a.metadata["checkpoint"] == "/w.pt" and a.metadata["generation"] == 1
+    m = FakeArtifact(str(tmp_path / "m"))
+    rt.log_metrics(m, {"a": 1, "b": {"c": 2.5, "s": "text"}, "nan": float("nan"), "flag": True})
+    assert m.metadata == {"a": 1.0, "b.c": 2.5}
+    monkeypatch.setenv("DNA_RUN_ROOT", "s3://bucket/runs")
+    assert rt.resolve_root("", "abc-123") == "s3://bucket/runs/abc-123"
+    assert rt.resolve_root("/given", "abc") == "/given"
+    monkeypatch.delenv("DNA_RUN_ROOT")
+    with pytest.raises(ValueError, match="DNA_RUN_ROOT"):
+        rt.resolve_root("", "abc")
+    cfg = RunConfig(root=str(tmp_path))
+    t = rt.fix_teacher_classes(TeacherConfig(model="efficientnet_b0", checkpoint="/w.pt"), cfg)
+    assert t.num_classes == 10                      # a timm teacher trained here predicts the data's classes
+    assert rt.fix_teacher_classes(TeacherConfig(model="a.json", checkpoint="/w.pt"), cfg).num_classes is None
+
+
+def test_components_are_lightweight_and_offline():
+    from components import settings
+    from components.data import prepare_data
+    from components.rate import rate_blocks
+    from components.retrain import retrain
+    from components.scale import scale_teacher
+    from components.search import search
+    from components.summary import summarize
+    from components.supernet import train_supernets
+    from components.teacher import train_teacher
+    from components.transfer import transfer
+
+    for comp in (prepare_data, train_teacher, train_supernets, rate_blocks, search, retrain, scale_teacher,
+                 transfer, summarize):
+        container = comp.component_spec.implementation.container
+        command = " ".join(container.command or []) + " ".join(container.args or [])
+        assert container.image == settings.IMAGE
+        assert "pip install" not in command and "kfp.dsl.executor_main" in command
+        assert comp.component_spec.inputs["run_config"].type == "String"
+
+
+# ----- component bodies on stored inputs -------------------------------------------------------------------------
+def synthetic_scores(uri: str, seed: int = 0) -> None:
+    """A complete scores table of mbconv-tiny: real costs, seeded losses falling with cost."""
+    rng = np.random.default_rng(seed)
+    space = MBCONV_TINY
+    costs = PathCosts(space, space.resolution)
+    for k in range(len(space.blocks)):
+        rows = {c: [] for c in ("block", "cell", "ops", "in_channels", "out_channels", "loss", "params", "flops")}
+        for c, cell in enumerate(space.blocks[k].cells):
+            for path in space.paths(k, c):
+                for w in space.in_widths(k):
+                    p, f = costs.path(k, c, path, w)
+                    for col, v in zip(rows, (k, c, "-".join(path), w, cell.channels,
+                                             1.0 / (1 + p / 1e4) + 0.05 * rng.random(), p, f), strict=True):
+                        rows[col].append(v)
+        write_scores(make_table(rows, scores_meta(space, space.resolution, "t", 0)), uri, partitioned=True)
+
+
+def test_prepare_search_summary_bodies(tmp_path, monkeypatch):
+    from components.data import prepare_data
+    from components.search import search
+    from dna.layout import generation
+
+    monkeypatch.setenv("DNA_RUN_ROOT", str(tmp_path / "runs"))
+    cfg = RunConfig(root="", transfer=[], max_params=4e5)
+    out = prepare_data.python_func(run_config=json.dumps(cfg.to_dict()), generations=1, run_id="run-7",
+                                   data=artifact(tmp_path, "data"), report=artifact(tmp_path, "data.md"))
+    resolved = json.loads(out)
+    root = str(tmp_path / "runs" / "run-7")
+    assert resolved["root"] == root and storage.exists(os.path.join(root, "config.json"))
+    assert "circle" in open(tmp_path / "kfp" / "data.md").read()
+
+    synthetic_scores(generation(root, 0).scores)
+    arch, metrics, report = (artifact(tmp_path, n) for n in ("arch", "metrics", "search.html"))
+    search.python_func(run_config=out, generation=0, scores=artifact(tmp_path, "scores"), arch=arch,
+                       metrics=metrics, report=report)
+    stored = storage.read_json(os.path.join(root, "gen0", "search", "arch.json"))
+    assert json.load(open(arch.path)) == stored and metrics.metadata["params"] <= 4e5
+    html = open(report.path).read()
+    assert stored["blocks"][0]["ops"] in html and len(embedded_pngs(html)) == 2
+    assert open(os.path.join(root, "gen0", "reports", "search.html")).read() == html
+    pareto = storage.read_json(os.path.join(root, "gen0", "search", "pareto.json"))
+    assert len(pareto["params"]) >= 2
+
+    summary = rt.run_summary(RunConfig.from_dict(json.loads(out)))
+    assert summary["final"]["search"]["params"] == metrics.metadata["params"]
+    assert summary["artifacts"]["final architecture"].endswith("gen0/search/arch.json")
