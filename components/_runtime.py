@@ -65,6 +65,22 @@ def load_config(run_config: str):
     return RunConfig.from_dict(d)
 
 
+def with_retrain(cfg, overrides: str):
+    """``cfg`` with its ``retrain`` settings updated from a JSON object (empty: unchanged)."""
+    from dna.errors import DnaError
+
+    if not (overrides or "").strip():
+        return cfg
+    try:
+        d = json.loads(overrides)
+    except json.JSONDecodeError as exc:
+        raise DnaError(f"retrain overrides are not valid JSON: {exc}") from None
+    names = {f.name for f in dataclasses.fields(cfg.retrain)}
+    if not isinstance(d, dict) or set(d) - names:
+        raise DnaError(f"retrain overrides {overrides!r}: expected a JSON object with keys among {sorted(names)}")
+    return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, **d))
+
+
 def resolve_root(root: str, run_id: str) -> str:
     """The run root: as given, else ``$DNA_RUN_ROOT/<run id>`` (the cluster default)."""
     from dna import storage
@@ -280,7 +296,9 @@ def run_summary(cfg) -> dict[str, Any]:
     from dna import storage
     from dna.generation import ARCH_FILE, MODEL_FILE
     from dna.layout import generation as layout
+    from dna.space import get_space
 
+    vit = getattr(get_space(cfg.space), "kind", "mbconv") == "vit"
     gens = []
     final: dict[str, Any] = {}
     artifacts: dict[str, str] = {"run config": storage.join(cfg.root, "config.json"),
@@ -292,7 +310,10 @@ def run_summary(cfg) -> dict[str, Any]:
         best = (result.get("architectures") or [{}])[0]
         entry: dict[str, Any] = {"generation": g, "dir": gen.dir, "search": best}
         teacher_m = read_optional_json(storage.join(gen.teacher, "metrics.json"))
-        if g == 0:
+        if g == 0 and vit:
+            entry["teacher"] = {"model": cfg.teacher.model, "checkpoint": storage.join(gen.supernets, "teacher.pt"),
+                                "trained": "jointly with the ViT supernet (DNA++)"}
+        elif g == 0:
             tiny = cfg.teacher.model in ("", "tiny", "efficientnet_b0-half")
             entry["teacher"] = {"model": storage.join(gen.teacher, ARCH_FILE) if tiny else cfg.teacher.model}
             if teacher_m:

@@ -7,11 +7,12 @@ from components.settings import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def scale_teacher(run_config: str, generation: int, arch: Input[Model], teacher: Input[Model],
+def scale_teacher(run_config: str, generation: int, scale_retrain: str, arch: Input[Model], teacher: Input[Model],
                   scaled: Output[Model], metrics: Output[Metrics], report: Output[HTML]):
     """``dna.generation.scale_step``: EfficientNet compound scaling (``scale_to``) of generation
     g's search, retrained from scratch under ``<root>/gen<g>/scaled/``. The ``scaled`` artifact is
-    the teacher of generation g + 1 (a TeacherConfig JSON)."""
+    the teacher of generation g + 1 (a TeacherConfig JSON). ``scale_retrain``: a JSON object of
+    ``RetrainSettings`` fields for this retraining only (empty: the run's ``retrain``)."""
     from components import _runtime as rt
     from components import reports
     from dna import storage
@@ -19,7 +20,7 @@ def scale_teacher(run_config: str, generation: int, arch: Input[Model], teacher:
     from dna.layout import generation as layout
 
     rt.setup()
-    cfg = rt.load_config(run_config)
+    cfg = rt.with_retrain(rt.load_config(run_config), scale_retrain)
     g = generation
     gen = layout(cfg.root, g)
     rt.log(f"[gen {g}] scaling the searched net to {cfg.scale_to} and retraining it: the teacher of "

@@ -72,6 +72,8 @@ class RunConfig:
     transfer_resolution: int | None = None  # None: the task's default (64 px)
     transfer_train_size: int = 1000         # built-in data only
     transfer_val_size: int = 200
+    # per task, fields of SegConfig / DetConfig / ClsConfig, e.g. {"det": {"fpn": true}}
+    transfer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     device: str | None = None
 
@@ -90,6 +92,7 @@ class RunConfig:
         unknown = sorted(set(self.transfer) - {"seg", "det", "cls"})
         if unknown:
             raise DnaError(f"transfer tasks {unknown}: expected some of ['seg', 'det', 'cls']")
+        transfer_configs(self)
         from dna.scale import coefficients
 
         if self.generations > 1:
@@ -250,33 +253,54 @@ def retrain_step(cfg: RunConfig, g: int, teacher: TeacherConfig | None = None) -
     return {"model": storage.join(gen.retrain, MODEL_FILE), "metrics": metrics}
 
 
-def transfer_step(cfg: RunConfig, g: int) -> dict:
-    """Segmentation / detection / classification transfer of the retrained searched backbone."""
-    from dna.transfer import (
-        ClsConfig,
-        DetConfig,
-        SegConfig,
-        transfer_cls,
-        transfer_det,
-        transfer_seg,
-    )
+# what the run decides for every transfer task; transfer_options may not change these
+_TRANSFER_SET_BY_RUN = ("model", "out", "checkpoint", "random_init", "data")
 
-    tasks = {"seg": (SegConfig, transfer_seg), "det": (DetConfig, transfer_det), "cls": (ClsConfig, transfer_cls)}
+
+def transfer_configs(cfg: RunConfig, g: int = 0) -> dict[str, Any]:
+    """The validated SegConfig / DetConfig / ClsConfig of each task in ``cfg.transfer``: the run's
+    data, epochs and sizes, then ``cfg.transfer_options[task]`` on top."""
+    from dna.transfer import ClsConfig, DetConfig, SegConfig
+
+    classes = {"seg": SegConfig, "det": DetConfig, "cls": ClsConfig}
+    opts = cfg.transfer_options
+    if not isinstance(opts, dict) or not all(isinstance(v, dict) for v in opts.values()):
+        raise DnaError(f"transfer_options {opts!r}: expected a JSON object of task -> object of settings")
+    unknown = sorted(set(opts) - set(classes))
+    if unknown:
+        raise DnaError(f"transfer_options tasks {unknown}: expected some of {sorted(classes)}")
     gen = generation(cfg.root, g)
     out = {}
     for task in cfg.transfer:
-        config_cls, fn = tasks[task]
-        task_out = storage.join(gen.transfer, task)
-        metrics_uri = storage.join(task_out, "metrics.json")
+        config_cls = classes[task]
+        names = {f.name for f in dataclasses.fields(config_cls)} - set(_TRANSFER_SET_BY_RUN)
+        bad = sorted(set(opts.get(task, {})) - names)
+        if bad:
+            raise DnaError(f"transfer_options[{task!r}] keys {bad}: expected some of {sorted(names)}")
+        kw: dict[str, Any] = {
+            "epochs": cfg.transfer_epochs, "resolution": cfg.transfer_resolution,
+            "train_size": cfg.transfer_train_size, "val_size": cfg.transfer_val_size,
+            "num_classes": cfg.data.num_classes, "seed": cfg.seed, "device": cfg.device or "auto",
+            **opts.get(task, {}),
+        }
+        tc = config_cls(model=storage.join(gen.search, ARCH_FILE), out=storage.join(gen.transfer, task),
+                        checkpoint=storage.join(gen.retrain, MODEL_FILE), data=cfg.data.uri, **kw)
+        out[task] = tc.validate(sources=False)     # the backbone exists only once retrained
+    return out
+
+
+def transfer_step(cfg: RunConfig, g: int) -> dict:
+    """Segmentation / detection / classification transfer of the retrained searched backbone."""
+    from dna.transfer import transfer_cls, transfer_det, transfer_seg
+
+    runners = {"seg": transfer_seg, "det": transfer_det, "cls": transfer_cls}
+    out = {}
+    for task, tc in transfer_configs(cfg, g).items():
+        metrics_uri = storage.join(tc.out, "metrics.json")
         if storage.exists(metrics_uri):
             out[task] = storage.read_json(metrics_uri)
             continue
-        tc = config_cls(model=storage.join(gen.search, ARCH_FILE), out=task_out,
-                        checkpoint=storage.join(gen.retrain, MODEL_FILE), data=cfg.data.uri,
-                        epochs=cfg.transfer_epochs, resolution=cfg.transfer_resolution,
-                        train_size=cfg.transfer_train_size, val_size=cfg.transfer_val_size,
-                        num_classes=cfg.data.num_classes, seed=cfg.seed, device=cfg.device or "auto")
-        out[task] = fn(tc)
+        out[task] = runners[task](tc)
     return out
 
 

@@ -28,6 +28,15 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # "run": overrides of dna.generation.RunConfig (nested dicts merge); "params": pipeline parameters;
 # "generations": the DNA+ default. smoke is the default: the offline demo on a 2-core CPU
 # (`make demo` = `python pipelines/dna_plus.py --generations 3`, measured in README.md).
+# Transfer on 2 CPU cores: half the built-in train set, and a Faster R-CNN C4 head sized for 64 px
+# images with 1-3 objects (7 x 7 RoIs, 32 sampled RoIs and 256 proposals per image, instead of
+# torchvision's 14 x 14 / 512 / 2000 for 800 px COCO images: about 6x faster).
+SMOKE_TRANSFER: dict[str, dict[str, Any]] = {
+    "seg": {"train_size": 512},
+    "det": {"train_size": 512, "epochs": 4, "lr": 0.02, "roi_size": 7, "rois_per_image": 32,
+            "proposals_train": 256, "proposals_test": 100},
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "description": "built-in shapes data at 64 px, tiny space and teacher, CPU-sized steps (offline demo)",
@@ -37,20 +46,23 @@ PRESETS: dict[str, dict[str, Any]] = {
             "data": {"uri": "builtin:shapes", "resolution": 64, "batch_size": 32, "train_size": 2048,
                      "val_size": 256, "rating_size": 64, "num_classes": 10},
             "teacher": {"model": "tiny"},
-            "teacher_train": {"epochs": 2, "opt": "adamw", "lr": 0.005, "sched": "cosine",
-                              "steps_per_epoch": 48, "drop_rate": 0.0, "drop_path_rate": 0.0,
+            "teacher_train": {"epochs": 10, "opt": "adamw", "lr": 0.005, "sched": "cosine",
+                              "steps_per_epoch": None, "drop_rate": 0.0, "drop_path_rate": 0.0,
                               "label_smoothing": 0.0},
             "block_epochs": 1,
             "block_max_steps": 8,
             "rate_max_batches": 1,
             "calib_batches": 1,
+            "max_params": 2.5e5,
             "scale_to": "b1",
-            "retrain": {"epochs": 6, "opt": "adamw", "lr": 0.005, "sched": "cosine", "steps_per_epoch": None,
+            "retrain": {"epochs": 14, "opt": "adamw", "lr": 0.005, "sched": "cosine", "steps_per_epoch": None,
                         "drop_rate": 0.0, "drop_path_rate": 0.0, "label_smoothing": 0.0},
             "transfer": ["seg", "det"],
-            "transfer_epochs": 1,
+            "transfer_epochs": 2,
+            "transfer_options": SMOKE_TRANSFER,
         },
-        "params": {"gpus": 0, "gpus_per_block": 0, "fanout_gpus": 0, "max_concurrent_blocks": 0},
+        "params": {"gpus": 0, "gpus_per_block": 0, "fanout_gpus": 0, "max_concurrent_blocks": 0,
+                   "scale_retrain": json.dumps({"epochs": 6})},
     },
     "cifar": {
         "description": "CIFAR-10 as an ImageFolder (--data, train/ and val/ class folders) at 32 px, "
@@ -108,14 +120,21 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+# run config values that are open maps (their keys are checked by RunConfig.validate)
+OPEN_SECTIONS = ("transfer_options",)
+
+
 def _set_path(d: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
+    open_map = keys[0] in OPEN_SECTIONS
     cur = d
     for k in keys[:-1]:
+        if open_map and k not in cur:
+            cur[k] = {}
         if not isinstance(cur.get(k), dict):
             raise UsageError(f"--set {dotted}: {k!r} is not a section of the run config")
         cur = cur[k]
-    if keys[-1] not in cur:
+    if keys[-1] not in cur and not (open_map and len(keys) > 1):
         raise UsageError(f"--set {dotted}: unknown run config key {keys[-1]!r} "
                          f"(expected one of {sorted(cur)})")
     cur[keys[-1]] = value
@@ -261,6 +280,8 @@ def pipeline_arguments(args: argparse.Namespace, run_config_json: str,
         params["tolerations"] = [parse_toleration(t) for t in args.toleration]
     if args.pvc:
         params["pvc_name"] = args.pvc
+    if getattr(args, "scale_retrain", None) is not None:
+        params["scale_retrain"] = args.scale_retrain
     for flag in ("gpus", "gpus_per_block", "fanout_gpus", "max_concurrent_blocks"):
         _positive_int(params[flag], "--" + flag.replace("_", "-"), low=0)
     params["run_config"] = run_config_json
@@ -319,6 +340,9 @@ def make_parser(prog: str, description: str, generations_flag: bool,
     if generations_flag:
         run.add_argument("--generations", type=int, default=None,
                          help="DNA+ generations (teacher scaled between them); default from the preset")
+        run.add_argument("--scale-retrain", default=None, metavar="JSON",
+                         help="retrain settings of the scaled teachers only, e.g. '{\"epochs\": 30}' "
+                              "(default: the preset's; empty: the run's retrain settings)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any run config value (dna.generation.RunConfig), dotted, JSON values: "
                           "--set data.train_size=512 --set retrain.lr=0.01 (repeatable)")
@@ -354,6 +378,7 @@ def make_parser(prog: str, description: str, generations_flag: bool,
                           "= every day at 03:00")
     how.add_argument("--no-cache", action="store_true", help="disable KFP caching for the submitted run")
     how.add_argument("--print-config", action="store_true", help="print the run config and parameters, run nothing")
+    how.add_argument("--verbose", action="store_true", help="local run: also show each task's executor input")
     return p
 
 
@@ -388,7 +413,13 @@ class Extras:
         return {}
 
     def validate(self, run_config: dict, arguments: dict[str, Any], remote: bool) -> None:
-        validate_run_config(run_config, remote=remote)
+        cfg = validate_run_config(run_config, remote=remote)
+        if arguments.get("scale_retrain"):
+            from components._runtime import with_retrain
+            from dna.generation import _retrain_config
+
+            scaled = with_retrain(cfg, arguments["scale_retrain"]).retrain
+            _retrain_config(scaled, "model.json", "out", cfg.data, cfg.seed, cfg.device).validate()
 
 
 def make_plan(args: argparse.Namespace, default_generations: int | None, presets: dict[str, dict] | None = None,
@@ -501,7 +532,37 @@ def schedule(client, pipeline_func, arguments: dict[str, Any], host: str, cron: 
 
 
 # ----- local run ---------------------------------------------------------------------------------------
-def run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callable[[str], Any] = print) -> dict:
+class _HideExecutorInput:
+    """A stdout filter for local runs: drops the JSON executor input KFP's executor logs for every
+    task (tens of lines each; it is in the task's folder under ``<root>/kfp/``)."""
+
+    def __init__(self, stream):
+        self.stream, self.skip, self.buf = stream, False, ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            if self.skip:
+                self.skip = line.rstrip() != "    }"
+            elif line.rstrip().endswith("Got executor_input:"):
+                self.skip = True
+            else:
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buf and not self.skip:
+            self.stream.write(self.buf)
+        self.buf = ""
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callable[[str], Any] = print,
+              verbose: bool = False) -> dict:
     """The whole pipeline here, on KFP's local runner; returns the run's summary.json."""
     import kfp.local
 
@@ -524,11 +585,38 @@ def run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callable
     t0 = time.time()
     log(f"running pipeline {pipeline_func.name!r} locally (KFP local runner, one subprocess per task); "
         f"run root {root}")
-    pipeline_func(**arguments)
+    ray = None
+    if not arguments.get("ray_address") and not os.environ.get("RAY_ADDRESS") and "ray_address" in arguments:
+        ray = start_local_ray(log)
+    stdout = sys.stdout
+    if not verbose:
+        sys.stdout = _HideExecutorInput(stdout)
+    try:
+        pipeline_func(**arguments)
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.flush()
+            sys.stdout = stdout
+        if ray is not None:
+            ray.shutdown()
+            os.environ.pop("RAY_ADDRESS", None)
     summary = storage.read_json(storage.join(root, "summary.json"))
     summary["seconds"] = time.time() - t0
     summary["kfp_outputs"] = kfp_root
     return summary
+
+
+def start_local_ray(log: Callable[[str], Any] = print):
+    """One local Ray for every task of a local run (``RAY_ADDRESS`` for the task subprocesses),
+    instead of a Ray started and stopped by each fan-out task; stopped when the run ends."""
+    import ray
+
+    from components.ray_blocks import init_local_ray
+
+    init_local_ray(log_to_driver=False)
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    log(f"local Ray for the block fan-outs: {os.environ['RAY_ADDRESS']}")
+    return ray
 
 
 def format_summary(s: dict) -> str:
@@ -613,7 +701,7 @@ def main(argv: Sequence[str] | None, prog: str, description: str,
     elif plan.mode == "local":
         try:
             summary = run_local(pipeline_func, plan.arguments, plan.run_config["root"],
-                                log=lambda m: print(m, file=out, flush=True))
+                                log=lambda m: print(m, file=out, flush=True), verbose=args.verbose)
         except RuntimeError as exc:
             print(f"error: {exc}\nthe run root {plan.run_config['root']} keeps every finished stage: run the same "
                   "command with --root to resume", file=sys.stderr)

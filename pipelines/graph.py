@@ -17,6 +17,9 @@ Kubernetes settings of the tasks (kfp-kubernetes), as pipeline parameters where 
   on a Ray started inside their pod; with a Ray cluster the blocks get ``gpus_per_block`` there);
 - ``node_selector`` (a JSON object) and ``tolerations`` (a JSON list) of the training tasks;
 - ``pvc_name``: a PersistentVolumeClaim mounted at the compile-time ``pvc_mount`` path.
+
+``scale_retrain`` (DNA+): a JSON object of ``RetrainSettings`` fields for retraining the scaled
+teachers only (empty: the run config's ``retrain``), e.g. fewer epochs than the final net.
 """
 
 
@@ -49,6 +52,7 @@ K8S_PARAMETERS: dict[str, object] = {
     "node_selector": {},
     "tolerations": [],
     "pvc_name": "",
+    "scale_retrain": "",
 }
 
 
@@ -164,6 +168,7 @@ def build_pipeline(name: str, generations: int, opts: BuildOptions | None = None
         node_selector: dict = {},  # noqa: B006 (KFP reads the default; never mutated)
         tolerations: list = [],  # noqa: B006
         pvc_name: str = "",
+        scale_retrain: str = "",
     ) -> dsl.Artifact:
         p = Params(gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
                    node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
@@ -190,8 +195,8 @@ def build_pipeline(name: str, generations: int, opts: BuildOptions | None = None
             if g < generations - 1:
                 s = configure(search(run_config=cfg, generation=g, scores=rate.outputs["scores"]), p, opts)
                 s.set_display_name(f"gen {g}: search")
-                sc = configure(scale_teacher(run_config=cfg, generation=g, arch=s.outputs["arch"],
-                                             teacher=teacher), p, opts, heavy=True, gpus=gpus)
+                sc = configure(scale_teacher(run_config=cfg, generation=g, scale_retrain=scale_retrain,
+                                             arch=s.outputs["arch"], teacher=teacher), p, opts, heavy=True, gpus=gpus)
                 sc.set_display_name(f"gen {g}: scale + retrain -> teacher of gen {g + 1}")
                 teacher = sc.outputs["scaled"]
             else:

@@ -201,3 +201,40 @@ def test_prepare_search_summary_bodies(tmp_path, monkeypatch):
     summary = rt.run_summary(RunConfig.from_dict(json.loads(out)))
     assert summary["final"]["search"]["params"] == metrics.metadata["params"]
     assert summary["artifacts"]["final architecture"].endswith("gen0/search/arch.json")
+
+
+def test_dnapp_bodies_train_rate_search_retrain(tmp_path):
+    """DNA++ end to end through the component bodies (tiny ViT space, one step each)."""
+    from components.dnapp import rate_pp, retrain_vit, train_pp_supernet
+    from components.search import search
+
+    root = str(tmp_path / "run")
+    cfg = RunConfig.from_dict({
+        "root": root, "space": "vit-tiny", "teacher": {"model": "default"}, "block_epochs": 1, "block_max_steps": 1,
+        "rate_max_batches": 1, "transfer": [],
+        "data": {"train_size": 64, "val_size": 32, "rating_size": 32, "batch_size": 32},
+        "retrain": {"epochs": 1, "steps_per_epoch": 1, "lr": 1e-3, "auto_augment": None, "drop_path_rate": 0.0}})
+    run_config = json.dumps(cfg.to_dict())
+    pp = json.dumps({"train": {"lr": 0.2, "proj_dim": 16, "proj_hidden": 16},
+                     "retrain": {"warmup_epochs": 0.0, "mixup": 0.0, "cutmix": 0.0, "reprob": 0.0}})
+    supernet, teacher = artifact(tmp_path, "supernet"), artifact(tmp_path, "teacher")
+    train_pp_supernet.python_func(run_config=run_config, pp_config=pp, data=artifact(tmp_path, "data"),
+                                  supernet=supernet, teacher=teacher, metrics=artifact(tmp_path, "m1"),
+                                  report=artifact(tmp_path, "r1.md"))
+    assert rt.read_teacher(teacher).checkpoint.endswith("gen0/supernet/teacher.pt")
+    scores = artifact(tmp_path, "scores")
+    rate_pp.python_func(run_config=run_config, supernet=supernet, scores=scores, metrics=artifact(tmp_path, "m2"),
+                        report=artifact(tmp_path, "r2.md"))
+    assert json.load(open(scores.path))["uri"].endswith("gen0/scores")
+    arch, report = artifact(tmp_path, "arch"), artifact(tmp_path, "search.html")
+    search.python_func(run_config=run_config, generation=0, scores=scores, arch=arch,
+                       metrics=artifact(tmp_path, "m3"), report=report)
+    arch_json = json.load(open(arch.path))
+    assert reports.is_vit(arch_json) and len(arch_json["blocks"]) == 4
+    assert arch_json["blocks"][0]["ops"] in open(report.path).read()
+    model, report = artifact(tmp_path, "model"), artifact(tmp_path, "retrain.html")
+    retrain_vit.python_func(run_config=run_config, pp_config=pp, generation=0, arch=arch, model=model,
+                            metrics=artifact(tmp_path, "m4"), report=report)
+    assert model.metadata["top1"] >= 0 and os.path.getsize(model.path) > 0
+    assert storage.exists(os.path.join(root, "gen0", "retrain", "metrics.json"))
+    assert len(embedded_pngs(open(report.path).read())) >= 1

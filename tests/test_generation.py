@@ -7,7 +7,7 @@ import pytest
 from dna import storage
 from dna.build.arch import Architecture
 from dna.errors import DnaError
-from dna.generation import RetrainSettings, RunConfig, run
+from dna.generation import RetrainSettings, RunConfig, run, transfer_configs
 from dna.layout import generation
 from dna.rate.scores import read_scores
 from dna.teacher import TeacherConfig
@@ -50,4 +50,23 @@ def test_bad_run_config_fails_before_work(tmp_path):
         RunConfig(root=str(tmp_path), generations=2, scale_to="b99").validate()
     with pytest.raises(DnaError, match="transfer tasks"):
         RunConfig(root=str(tmp_path), transfer=["pose"]).validate()
+    with pytest.raises(DnaError, match=r"transfer_options\['det'\] keys \['rois'\]"):
+        RunConfig(root=str(tmp_path), transfer_options={"det": {"rois": 3}}).validate()
+    with pytest.raises(DnaError, match="transfer_options tasks"):
+        RunConfig(root=str(tmp_path), transfer_options={"pose": {}}).validate()
+    with pytest.raises(DnaError, match="roi_size 0"):
+        RunConfig(root=str(tmp_path), transfer_options={"det": {"roi_size": 0}}).validate()
+    with pytest.raises(DnaError, match="'checkpoint'"):       # the run decides the backbone
+        RunConfig(root=str(tmp_path), transfer_options={"seg": {"checkpoint": "x.pt"}}).validate()
     assert not any(tmp_path.iterdir())
+
+
+def test_transfer_options_reach_each_task(tmp_path):
+    cfg = RunConfig(root=str(tmp_path / "r"), transfer=["seg", "det"], transfer_epochs=3,
+                    transfer_options={"det": {"epochs": 5, "rois_per_image": 32, "fpn": True}, "cls": {"lr": 0.1}})
+    tcs = transfer_configs(cfg.validate(), 1)
+    assert sorted(tcs) == ["det", "seg"]
+    det, seg = tcs["det"], tcs["seg"]
+    assert (det.epochs, det.rois_per_image, det.fpn, seg.epochs) == (5, 32, True, 3)
+    assert det.checkpoint == storage.join(generation(cfg.root, 1).retrain, "model.pt")
+    assert seg.out == storage.join(generation(cfg.root, 1).transfer, "seg")

@@ -14,7 +14,7 @@ from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from dna import storage
-from pipelines import common, dna_plus
+from pipelines import common, dna_plus, dna_pp
 from pipelines import dna as dna_pipeline
 from pipelines.cron import CronError, explain_cron, validate_cron
 from pipelines.graph import BuildOptions
@@ -87,6 +87,25 @@ def test_pipeline_compiles_and_loads_back(tmp_path, module, generations):
     assert "gpus" in gpu["resourceCount"] and "accelerator_type" in gpu["resourceType"]
 
 
+def test_dna_pp_compiles_with_its_preset(tmp_path):
+    path = str(tmp_path / "pp.yaml")
+    assert dna_pp.main(["--compile", path, "--set", "pp.train.lr=0.1", "--epochs", "3"], out=io.StringIO()) == 0
+    d, spec, k8s = load_yaml(path)
+    assert spec.pipeline_info.name == "dna-pp"
+    tasks = all_tasks(d)
+    assert {"train-pp-supernet", "rate-pp", "final-stage-vit", "search", "retrain-vit", "transfer",
+            "summarize"} <= set(tasks)
+    assert not any(t.startswith(("train-supernets", "scale-teacher")) for t in tasks)
+    params = d["root"]["inputDefinitions"]["parameters"]
+    assert "gpus_per_block" not in params                     # one job trains every block
+    pp = json.loads(params["pp_config"]["defaultValue"])
+    assert pp["train"]["lr"] == 0.1 and pp["train"]["mode"] == "dnapp"
+    cfg = json.loads(params["run_config"]["defaultValue"])
+    assert cfg["space"] == "vit-tiny" and cfg["block_epochs"] == 3
+    assert k8s["exec-train-pp-supernet"].secret_as_env
+    assert dna_pp.main(["--space", "mbconv-tiny", "--print-config"]) == 2      # DNA++ needs a ViT space
+
+
 def test_compile_with_preset_sets_defaults(tmp_path):
     path = str(tmp_path / "cifar.yaml")
     out = io.StringIO()
@@ -124,6 +143,9 @@ def test_compile_with_preset_sets_defaults(tmp_path):
     (["--host", "http://kfp", "--schedule", "0 3 * * *"], "did you mean '0 0 3 * * *'"),
     (["--host", "kfp.example.com"], "expected a URL"),
     (["--host", "http://kfp", "--schedule", "0 0 3 * * *", "--root", "s3://b/r"], "reuse that root"),
+    (["--scale-retrain", '{"epochz": 1}'], "retrain overrides"),
+    (["--gpus-per-block", "-1"], "--gpus-per-block -1"),
+    (["--set", "transfer_options.det.rois=3"], "transfer_options['det'] keys ['rois']"),
 ])
 def test_bad_input_fails_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
@@ -252,3 +274,33 @@ def test_local_runs_dna_then_dna_plus_resuming(tmp_path, monkeypatch):
     assert [g["generation"] for g in summary["generations"]] == [0, 1]
     assert summary["generations"][1]["teacher"]["model"].endswith("gen0/scaled/arch.json")
     assert summary["final"]["generation"] == 1 and "scaled" in summary["generations"][0]
+
+
+def test_local_output_hides_executor_input():
+    buf = io.StringIO()
+    f = common._HideExecutorInput(buf)
+    f.write("a\n    [KFP Executor t INFO]: Got executor_input:\n    {\n        \"inputs\": {\n")
+    f.write("        }\n    }\n    [dna] progress\npartial")
+    f.flush()
+    assert buf.getvalue() == "a\n    [dna] progress\npartial"
+
+
+def test_local_run_dna_pp_smoke(tmp_path, monkeypatch):
+    """DNA++ on the smoke preset (shrunk): joint SSL supernet, rating, ViT search, retrain, summary."""
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    root = str(tmp_path / "pp")
+    small = ["--set", "data.train_size=64", "--set", "data.val_size=32", "--set", "data.rating_size=32",
+             "--set", "block_max_steps=2", "--set", "retrain.epochs=1", "--set", "retrain.steps_per_epoch=2",
+             "--transfer", "none"]
+    out = io.StringIO()
+    assert dna_pp.main(["--root", root, "--preset", "smoke", *small], out=out) == 0
+    g0 = os.path.join(root, "gen0")
+    for part in ("supernet/teacher.pt", "scores/block=0/part-0.parquet", "scores/block=3/part-0.parquet",
+                 "search/arch.json", "retrain/model.pt", "retrain/metrics.json", "reports/search.html",
+                 "reports/retrain.html", "reports/supernets.md", "reports/rating.md"):
+        assert os.path.exists(os.path.join(g0, part)), part
+    summary = storage.read_json(os.path.join(root, "summary.json"))
+    final = summary["final"]
+    assert final["search"]["params"] == final["retrain"]["params"]    # the scores' prediction is the build
+    assert summary["generations"][0]["teacher"]["trained"].startswith("jointly")
+    assert len(final["search"]["blocks"]) == 4 and "top-1" in out.getvalue()

@@ -382,3 +382,19 @@ def test_run_search_plain_function(tmp_path):
     assert search(raw, meta)[0].choices == search(table, meta)[0].choices
     with pytest.raises(DnaError, match="--out writes one architecture"):
         run_search(uri, pareto=True, out=str(tmp_path / "a.json"))
+
+
+def test_searched_arch_keeps_the_rating_resolution(tmp_path):
+    """A net rated (and costed) at 64 px is a 64 px net, whatever the space's default: DNA+ scales
+    the resolution from there."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    space = random_space(rng, 2)
+    table, meta = table_for(space, rng)
+    meta = dataclasses.replace(meta, resolution=2 * space.resolution)
+    uri = str(tmp_path / "s.parquet")
+    write_scores(make_table({c: table.column(c).to_pylist() for c in table.column_names}, meta), uri)
+    out = str(tmp_path / "arch.json")
+    _json(["search", uri, "--json", "--out", out])
+    assert Architecture.load(out).resolution == 2 * space.resolution

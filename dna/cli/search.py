@@ -99,7 +99,10 @@ def run_search(
             vit_extra = {k: v for k, v in extra.items() if k not in ("loss", "params", "flops")}
             storage.write_json(vit_arch_from_result(best, meta, **vit_extra), out)
         else:
-            Architecture.from_choices(problem.space, best.choices, **extra).save(out)
+            arch = Architecture.from_choices(problem.space, best.choices, **extra)
+            if meta.resolution:     # the resolution it was rated (and its FLOPs counted) at
+                arch.resolution = int(meta.resolution)
+            arch.save(out)
     return {"architectures": [r.to_json() for r in results]}
 
 

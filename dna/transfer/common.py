@@ -92,9 +92,9 @@ class TransferConfig:
 
     # -- validation ----------------------------------------------------------------------------
 
-    def validate(self) -> TransferConfig:
-        """Raise :class:`DnaError` naming the first bad value; cheap checks first, then whether
-        the model, checkpoint and data can be found. Returns ``self``."""
+    def validate(self, sources: bool = True) -> TransferConfig:
+        """Raise :class:`DnaError` naming the first bad value; cheap checks first, then (with
+        ``sources``) whether the model, checkpoint and data can be found. Returns ``self``."""
         if not isinstance(self.model, str) or not self.model.strip():
             raise DnaError(f"model {self.model!r} must be an architecture .json URI or a timm model name")
         if not isinstance(self.out, str) or not self.out.strip():
@@ -145,7 +145,8 @@ class TransferConfig:
 
         resolve_device(self.device)
         self.validate_task()
-        self._validate_sources()
+        if sources:
+            self._validate_sources()
         return self
 
     def validate_task(self) -> None:
