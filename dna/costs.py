@@ -9,7 +9,7 @@ convention of EfficientNet's and DNA's "FLOPs" (e.g. EfficientNet-B0: ~0.39G at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -19,25 +19,39 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def count_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
-    """MACs of one sample through ``module`` for an input of shape ``(C, H, W)``."""
+def _conv_macs(m: nn.Conv2d, _inp, out) -> int:
+    kh, kw = m.kernel_size
+    return out.shape[-1] * out.shape[-2] * m.out_channels * (m.in_channels // m.groups) * kh * kw
+
+
+def _linear_macs(m: nn.Linear, _inp, out) -> int:
+    return m.in_features * m.out_features * (out.numel() // out.shape[-1] // out.shape[0])
+
+
+# (module type, MACs of one call from (module, inputs, output)): the first type a module matches counts
+MacCounter = tuple[type, Callable[[nn.Module, tuple, torch.Tensor], int]]
+LAYER_MACS: tuple[MacCounter, ...] = ((nn.Conv2d, _conv_macs), (nn.Linear, _linear_macs))
+
+
+def count_flops(module: nn.Module, input_shape: Sequence[int], extra: Sequence[MacCounter] = ()) -> int:
+    """MACs of one sample through ``module`` for an input of shape ``(C, H, W)``: convolutions and
+    linear layers, plus what the ``extra`` counters add (e.g. attention matmuls), in one pass."""
     total = 0
+    counters = (*LAYER_MACS, *extra)
 
-    def conv_hook(m: nn.Conv2d, _inp, out):
-        nonlocal total
-        kh, kw = m.kernel_size
-        total += out.shape[-1] * out.shape[-2] * m.out_channels * (m.in_channels // m.groups) * kh * kw
-
-    def linear_hook(m: nn.Linear, _inp, out):
-        nonlocal total
-        total += m.in_features * m.out_features * (out.numel() // out.shape[-1] // out.shape[0])
+    def hook_for(fn):
+        def hook(m, inp, out):
+            nonlocal total
+            total += int(fn(m, inp, out))
+        return hook
 
     handles = []
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
+        fn = next((fn for kind, fn in counters if isinstance(m, kind)), None)
+        if fn is not None:
+            handles.append(m.register_forward_hook(hook_for(fn)))
+    if not handles:
+        return 0
     was_training = module.training
     module.eval()
     try:

@@ -116,34 +116,15 @@ def build_vit(space, choices: Sequence, num_classes: int | None = None, resoluti
 # costs
 
 
-def attention_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
-    """MACs of the attention matmuls (q@k^T and attn@v) of every timm Attention in ``module`` for
-    one sample of shape ``input_shape``."""
-    total = 0
-
-    def hook(m: Attention, inp, _out):
-        nonlocal total
-        tokens = inp[0].shape[-2]
-        total += 2 * tokens * tokens * m.num_heads * m.head_dim
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, Attention)]
-    if not handles:
-        return 0
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            module(torch.zeros(1, *input_shape))
-    finally:
-        for h in handles:
-            h.remove()
-        module.train(was_training)
-    return int(total)
+def _attention_macs(m: Attention, inp, _out) -> int:
+    """q@k^T and attn@v of one timm Attention call (the linear layers count on their own)."""
+    tokens = inp[0].shape[-2]
+    return 2 * tokens * tokens * m.num_heads * m.head_dim
 
 
 def vit_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
-    """Linear/conv MACs (``dna.costs.count_flops``) plus the attention matmuls."""
-    return count_flops(module, input_shape) + attention_flops(module, input_shape)
+    """Linear/conv MACs (``dna.costs.count_flops``) plus the attention matmuls, in one pass."""
+    return count_flops(module, input_shape, extra=((Attention, _attention_macs),))
 
 
 def vit_costs(model: nn.Module, resolution: int | None = None) -> tuple[int, int]:
