@@ -27,6 +27,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -356,6 +357,169 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------------------------
+# the epoch loop shared with dna.retrain_vit
+
+
+@dataclass
+class Fit:
+    """What :func:`fit` drives: a built classifier with its optimizer and schedule, the loaders,
+    and where the run lives (``out``; ``arch`` + ``num_classes`` identify it for resuming)."""
+
+    net: nn.Module
+    optimizer: Any
+    scheduler: Any | None
+    train_loader: Any
+    val_loader: Any
+    updates: int                # optimizer steps per epoch
+    epochs: int
+    lr: float
+    seed: int
+    device: torch.device
+    amp: bool
+    clip_grad: float | None
+    out: str
+    arch: dict                  # canonical (JSON) record of the model
+    num_classes: int
+    config: dict                # canonical config, stored in every checkpoint
+    ema: Any | None = None      # timm ModelEmaV3
+
+
+def cached_metrics(out: str, arch: dict, num_classes: int, epochs: int) -> dict | None:
+    """The stored metrics when ``out`` holds a finished run of at least ``epochs`` epochs (refusing
+    a run of another model or data set), else None."""
+    from dna import storage
+
+    metrics_uri = storage.join(out, METRICS)
+    if not storage.exists(metrics_uri):
+        return None
+    stored = storage.read_json(metrics_uri)
+    if stored.get("arch") != arch or stored.get("num_classes") != num_classes:
+        raise DnaError(f"{out} holds a run of another model or data set; use a fresh out folder")
+    return dict(stored, status="cached") if int(stored.get("epochs", 0)) >= epochs else None
+
+
+def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]],
+        describe: dict[str, Any]) -> dict[str, Any]:
+    """Resume from ``out/checkpoint.pt``, train the remaining epochs and write ``model.pt``,
+    ``metrics.json`` and the curves; returns the metrics (``describe`` adds the run's own fields).
+
+    ``batch_loss(x, y)`` (both on the device) returns the training loss of one batch and the
+    number of samples it covers. Per-epoch seeds make an epoch's shuffle and augmentation the same
+    whether or not the run was resumed; the schedule steps per update; every epoch ends with an
+    evaluation, a checkpoint and the curves.
+    """
+    from dna import storage
+
+    net, optimizer, scheduler, ema, device = run.net, run.optimizer, run.scheduler, run.ema, run.device
+    ckpt_uri = storage.join(run.out, CHECKPOINT)
+    start, history, step = 0, [], 0
+    if storage.exists(ckpt_uri):
+        ck = storage.load_torch(ckpt_uri, map_location=device)
+        if ck.get("arch") != run.arch or ck.get("num_classes") != run.num_classes:
+            raise DnaError(f"{ckpt_uri} is a run of another model or data set; use a fresh out folder")
+        try:
+            net.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            if scheduler is not None and ck.get("scheduler") is not None:
+                scheduler.load_state_dict(ck["scheduler"])
+            if ema is not None and ck.get("ema") is not None:
+                ema.module.load_state_dict(ck["ema"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise DnaError(f"cannot resume from {ckpt_uri}: {exc}; use a fresh out folder") from exc
+        start, history, step = int(ck["epoch"]), list(ck["history"]), int(ck.get("step", 0))
+    resumed_from = start
+
+    t_start = time.time()
+    for epoch in range(start, run.epochs):
+        t0 = time.time()
+        torch.manual_seed(run.seed * 1_000_003 + epoch)
+        if run.train_loader.generator is not None:
+            run.train_loader.generator.manual_seed(run.seed * 1_000_003 + epoch)
+        net.train()
+        loss_sum, seen = 0.0, 0
+        for i, (x, y) in enumerate(run.train_loader):
+            if i >= run.updates:
+                break
+            loss, n = batch_loss(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+            if not torch.isfinite(loss):
+                raise DnaError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}: "
+                               f"lower the learning rate (lr={run.lr:g})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if run.clip_grad is not None:
+                nn.utils.clip_grad_norm_(net.parameters(), run.clip_grad)
+            optimizer.step()
+            step += 1
+            if scheduler is not None:
+                scheduler.step_update(num_updates=step)
+            if ema is not None:
+                ema.update(net, step=step)
+            loss_sum += loss.item() * n
+            seen += n
+        if scheduler is not None:
+            scheduler.step(epoch + 1)
+
+        top1, top5, val_loss = evaluate(net, run.val_loader, device, run.amp)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "val_loss": val_loss,
+            "val_top1": top1,
+            "val_top5": top5,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        if ema is not None:
+            row["ema_top1"], row["ema_top5"], _ = evaluate(ema.module, run.val_loader, device, run.amp)
+        row["time_s"] = round(time.time() - t0, 3)
+        history.append(row)
+        storage.save_torch({
+            "model": _cpu_state(net),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "ema": _cpu_state(ema.module) if ema is not None else None,
+            "epoch": epoch + 1,
+            "step": step,
+            "history": history,
+            "arch": run.arch,
+            "num_classes": run.num_classes,
+            "config": run.config,
+        }, ckpt_uri)
+        write_curves(history, run.out)
+
+    if not history:
+        raise DnaError(f"{ckpt_uri} holds no finished epoch")
+    final = ema.module if ema is not None else net
+    key = "ema_top1" if ema is not None else "val_top1"
+    last = history[-1]
+    best = max(history, key=lambda r: r[key])
+    model_uri = storage.join(run.out, MODEL)
+    storage.save_torch({"model": _cpu_state(final), "arch": run.arch, "num_classes": run.num_classes,
+                        "ema": ema is not None}, model_uri)
+    metrics = {
+        "top1": last[key],
+        "top5": last["ema_top5" if ema is not None else "val_top5"],
+        "val_loss": last["val_loss"],
+        "best_top1": best[key],
+        "best_epoch": best["epoch"],
+        "epochs": int(last["epoch"]),
+        **describe,
+        "num_classes": run.num_classes,
+        "arch": run.arch,
+        "ema": ema is not None,
+        "lr": run.lr,
+        "device": str(device),
+        "resumed_from": resumed_from,
+        "train_time_s": round(time.time() - t_start, 3),
+        "history": history,
+        "out": run.out,
+        "model_uri": model_uri,
+    }
+    storage.write_json(_canonical(metrics), storage.join(run.out, METRICS))
+    write_curves(history, run.out)
+    return dict(metrics, status="trained")
+
+
+# ----------------------------------------------------------------------------------------------
 # the run
 
 
@@ -397,7 +561,6 @@ def retrain(cfg: RetrainConfig, model: Any = None) -> dict[str, Any]:
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
 
-    from dna import storage
     from dna.costs import count_flops, count_params
     from dna.data import make_loader
     from dna.data import num_classes as data_num_classes
@@ -413,13 +576,9 @@ def retrain(cfg: RetrainConfig, model: Any = None) -> dict[str, Any]:
     out = cfg.out
 
     # A finished run is not retrained.
-    metrics_uri, ckpt_uri = storage.join(out, METRICS), storage.join(out, CHECKPOINT)
-    if storage.exists(metrics_uri):
-        stored = storage.read_json(metrics_uri)
-        if stored.get("arch") != arch_record or stored.get("num_classes") != n_classes:
-            raise DnaError(f"{out} holds a run of another model or data set; use a fresh out folder")
-        if int(stored.get("epochs", 0)) >= cfg.epochs:
-            return dict(stored, status="cached")
+    cached = cached_metrics(out, arch_record, n_classes, cfg.epochs)
+    if cached is not None:
+        return cached
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     teacher = _load_teacher(cfg, n_classes, data.resolution, device) if cfg.teacher is not None else None
@@ -463,127 +622,27 @@ def retrain(cfg: RetrainConfig, model: Any = None) -> dict[str, Any]:
 
         ema = ModelEmaV3(net, decay=cfg.ema_decay, use_warmup=True)
 
-    start, history, step = 0, [], 0
-    if storage.exists(ckpt_uri):
-        ck = storage.load_torch(ckpt_uri, map_location=device)
-        if ck.get("arch") != arch_record or ck.get("num_classes") != n_classes:
-            raise DnaError(f"{ckpt_uri} is a run of another model or data set; use a fresh out folder")
-        try:
-            net.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            if scheduler is not None and ck.get("scheduler") is not None:
-                scheduler.load_state_dict(ck["scheduler"])
-            if ema is not None and ck.get("ema") is not None:
-                ema.module.load_state_dict(ck["ema"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise DnaError(f"cannot resume from {ckpt_uri}: {exc}; use a fresh out folder") from exc
-        start, history, step = int(ck["epoch"]), list(ck["history"]), int(ck.get("step", 0))
-    resumed_from = start
-
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    t_start = time.time()
-    for epoch in range(start, cfg.epochs):
-        t0 = time.time()
-        # Per-epoch seeds: the shuffle and augmentation of an epoch do not depend on resuming.
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        if train_loader.generator is not None:
-            train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)
-        net.train()
-        loss_sum, seen = 0.0, 0
-        for i, (x, y) in enumerate(train_loader):
-            if i >= updates:
-                break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if device.type == "cuda" and cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, cfg.amp):
-                logits = net(x)
-            logits = logits.float()
-            loss = criterion(logits, y)
-            if teacher is not None and cfg.kd_alpha > 0:
-                with torch.no_grad(), _autocast(device, cfg.amp):
-                    t_logits = teacher(x)
-                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(
-                    logits, t_logits.float(), cfg.kd_temperature)
-            if not torch.isfinite(loss):
-                raise DnaError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}: "
-                               f"lower the learning rate (lr={lr:g})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad is not None:
-                nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
-            optimizer.step()
-            step += 1
-            if scheduler is not None:
-                scheduler.step_update(num_updates=step)
-            if ema is not None:
-                ema.update(net, step=step)
-            loss_sum += loss.item() * y.numel()
-            seen += y.numel()
-        if scheduler is not None:
-            scheduler.step(epoch + 1)
 
-        top1, top5, val_loss = evaluate(net, val_loader, device, cfg.amp)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(seen, 1),
-            "val_loss": val_loss,
-            "val_top1": top1,
-            "val_top5": top5,
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        if ema is not None:
-            row["ema_top1"], row["ema_top5"], _ = evaluate(ema.module, val_loader, device, cfg.amp)
-        row["time_s"] = round(time.time() - t0, 3)
-        history.append(row)
-        storage.save_torch({
-            "model": _cpu_state(net),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "ema": _cpu_state(ema.module) if ema is not None else None,
-            "epoch": epoch + 1,
-            "step": step,
-            "history": history,
-            "arch": arch_record,
-            "num_classes": n_classes,
-            "config": _canonical(cfg.to_dict()),
-        }, ckpt_uri)
-        write_curves(history, out)
+    def batch_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        if device.type == "cuda" and cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, cfg.amp):
+            logits = net(x)
+        logits = logits.float()
+        loss = criterion(logits, y)
+        if teacher is not None and cfg.kd_alpha > 0:
+            with torch.no_grad(), _autocast(device, cfg.amp):
+                t_logits = teacher(x)
+            loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(logits, t_logits.float(), cfg.kd_temperature)
+        return loss, y.numel()
 
-    if not history:
-        raise DnaError(f"{ckpt_uri} holds no finished epoch")
-    final = ema.module if ema is not None else net
-    key = "ema_top1" if ema is not None else "val_top1"
-    last = history[-1]
-    best = max(history, key=lambda r: r[key])
-    storage.save_torch({"model": _cpu_state(final), "arch": arch_record, "num_classes": n_classes,
-                        "ema": ema is not None}, storage.join(out, MODEL))
-    metrics = {
-        "top1": last[key],
-        "top5": last["ema_top5" if ema is not None else "val_top5"],
-        "val_loss": last["val_loss"],
-        "best_top1": best[key],
-        "best_epoch": best["epoch"],
-        "epochs": int(last["epoch"]),
-        "params": params,
-        "flops": flops,
-        "resolution": data.resolution,
-        "num_classes": n_classes,
-        "arch": arch_record,
+    run = Fit(net=net, optimizer=optimizer, scheduler=scheduler, ema=ema, train_loader=train_loader,
+              val_loader=val_loader, updates=updates, epochs=cfg.epochs, lr=lr, seed=cfg.seed, device=device,
+              amp=cfg.amp, clip_grad=cfg.clip_grad, out=out, arch=arch_record, num_classes=n_classes,
+              config=_canonical(cfg.to_dict()))
+    return fit(run, batch_loss, {
+        "params": params, "flops": flops, "resolution": data.resolution,
         "model": cfg.model if model is None else arch_record.get("module", "architecture"),
-        "ema": ema is not None,
-        "kd": teacher is not None,
-        "lr": lr,
-        "opt": cfg.opt,
-        "batch_size": data.batch_size,
-        "device": str(device),
-        "resumed_from": resumed_from,
-        "train_time_s": round(time.time() - t_start, 3),
-        "history": history,
-        "out": out,
-        "model_uri": storage.join(out, MODEL),
-    }
-    storage.write_json(_canonical(metrics), metrics_uri)
-    write_curves(history, out)
-    return dict(metrics, status="trained")
-
+        "kd": teacher is not None, "opt": cfg.opt, "batch_size": data.batch_size,
+    })

@@ -17,9 +17,7 @@ after the last finished epoch), ``model.pt`` ``{"model": state_dict, "arch": ViT
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +29,6 @@ from dna.errors import DnaError
 
 DEIT_LR = 1e-3
 DEIT_BATCH = 1024
-CHECKPOINT, MODEL, METRICS = "checkpoint.pt", "model.pt", "metrics.json"
 
 
 @dataclass
@@ -106,14 +103,6 @@ class RetrainViTConfig:
         return dataclasses.asdict(self)
 
 
-def _canonical(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-
-
 def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
     """Train the ViT of ``cfg.arch`` from scratch and write checkpoint/model/metrics/curves under
     ``cfg.out``; returns the metrics (``status``: ``trained`` or ``cached``)."""
@@ -127,7 +116,7 @@ def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
     from dna.build.vit import build_vit, load_vit_arch, vit_costs
     from dna.data import make_loader
     from dna.data import num_classes as data_num_classes
-    from dna.retrain import evaluate, write_curves
+    from dna.retrain import Fit, _autocast, _canonical, cached_metrics, fit
 
     if not isinstance(cfg, RetrainViTConfig):
         raise DnaError(f"expected a RetrainViTConfig, got {type(cfg).__name__}")
@@ -141,13 +130,9 @@ def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
     arch = _canonical(dict(arch, resolution=data.resolution, num_classes=n_classes))
     out = cfg.out
 
-    metrics_uri, ckpt_uri = storage.join(out, METRICS), storage.join(out, CHECKPOINT)
-    if storage.exists(metrics_uri):
-        stored = storage.read_json(metrics_uri)
-        if stored.get("arch") != arch or stored.get("num_classes") != n_classes:
-            raise DnaError(f"{out} holds a run of another model or data set; use a fresh out folder")
-        if int(stored.get("epochs", 0)) >= cfg.epochs:
-            return dict(stored, status="cached")
+    cached = cached_metrics(out, arch, n_classes, cfg.epochs)
+    if cached is not None:
+        return cached
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     torch.manual_seed(cfg.seed)
@@ -174,105 +159,21 @@ def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
     criterion = SoftTargetCrossEntropy() if mixing else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     erase = RandomErasing(cfg.reprob, mode="pixel", device=str(device)) if cfg.reprob > 0 else None
 
-    start, history, step = 0, [], 0
-    if storage.exists(ckpt_uri):
-        ck = storage.load_torch(ckpt_uri, map_location=device)
-        if ck.get("arch") != arch or ck.get("num_classes") != n_classes:
-            raise DnaError(f"{ckpt_uri} is a run of another model or data set; use a fresh out folder")
-        try:
-            net.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            scheduler.load_state_dict(ck["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise DnaError(f"cannot resume from {ckpt_uri}: {exc}; use a fresh out folder") from exc
-        start, history, step = int(ck["epoch"]), list(ck["history"]), int(ck.get("step", 0))
-    resumed_from = start
+    def batch_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        if erase is not None:
+            x = erase(x)
+        if mixup is not None:
+            if x.shape[0] % 2:
+                x, y = x[:-1], y[:-1]
+            x, target = mixup(x, y)
+        else:
+            target = y
+        with _autocast(device, cfg.amp):
+            logits = net(x)
+        return criterion(logits.float(), target), x.shape[0]
 
-    t_start = time.time()
-    for epoch in range(start, cfg.epochs):
-        t0 = time.time()
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        if train_loader.generator is not None:
-            train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)
-        net.train()
-        loss_sum, seen = 0.0, 0
-        for i, (x, y) in enumerate(train_loader):
-            if i >= updates:
-                break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if erase is not None:
-                x = erase(x)
-            if mixup is not None:
-                if x.shape[0] % 2:
-                    x, y = x[:-1], y[:-1]
-                x, target = mixup(x, y)
-            else:
-                target = y
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                                enabled=cfg.amp and device.type == "cuda"):
-                logits = net(x)
-            loss = criterion(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise DnaError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}: "
-                               f"lower the learning rate (lr={lr:g})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad is not None:
-                nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
-            optimizer.step()
-            step += 1
-            scheduler.step_update(num_updates=step)
-            loss_sum += loss.item() * x.shape[0]
-            seen += x.shape[0]
-        scheduler.step(epoch + 1)
-        top1, top5, val_loss = evaluate(net, val_loader, device, cfg.amp)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "val_loss": val_loss,
-                        "val_top1": top1, "val_top5": top5, "lr": optimizer.param_groups[0]["lr"],
-                        "time_s": round(time.time() - t0, 3)})
-        storage.save_torch({
-            "model": _cpu_state(net),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch + 1,
-            "step": step,
-            "history": history,
-            "arch": arch,
-            "num_classes": n_classes,
-            "config": _canonical(cfg.to_dict()),
-        }, ckpt_uri)
-        write_curves(history, out)
-
-    if not history:
-        raise DnaError(f"{ckpt_uri} holds no finished epoch")
-    last = history[-1]
-    best = max(history, key=lambda r: r["val_top1"])
-    storage.save_torch({"model": _cpu_state(net), "arch": arch, "num_classes": n_classes, "ema": False},
-                       storage.join(out, MODEL))
-    metrics = {
-        "top1": last["val_top1"],
-        "top5": last["val_top5"],
-        "val_loss": last["val_loss"],
-        "best_top1": best["val_top1"],
-        "best_epoch": best["epoch"],
-        "epochs": int(last["epoch"]),
-        "params": params,
-        "flops": flops,
-        "resolution": data.resolution,
-        "num_classes": n_classes,
-        "arch": arch,
-        "model": "vit",
-        "ema": False,
-        "kd": False,
-        "lr": lr,
-        "opt": "adamw",
-        "batch_size": data.batch_size,
-        "device": str(device),
-        "resumed_from": resumed_from,
-        "train_time_s": round(time.time() - t_start, 3),
-        "history": history,
-        "out": out,
-        "model_uri": storage.join(out, MODEL),
-    }
-    storage.write_json(_canonical(metrics), metrics_uri)
-    write_curves(history, out)
-    return dict(metrics, status="trained")
+    run = Fit(net=net, optimizer=optimizer, scheduler=scheduler, train_loader=train_loader, val_loader=val_loader,
+              updates=updates, epochs=cfg.epochs, lr=lr, seed=cfg.seed, device=device, amp=cfg.amp,
+              clip_grad=cfg.clip_grad, out=out, arch=arch, num_classes=n_classes, config=_canonical(cfg.to_dict()))
+    return fit(run, batch_loss, {"params": params, "flops": flops, "resolution": data.resolution, "model": "vit",
+                                 "kd": False, "opt": "adamw", "batch_size": data.batch_size})
