@@ -18,6 +18,7 @@ from dna.transfer.backbone import _enable_dynamic_size, is_vit, load_backbone, v
 from dna.transfer.common import (
     Timer,
     TransferConfig,
+    fine_tune,
     make_optimizer,
     make_schedule,
     round_floats,
@@ -149,26 +150,13 @@ def transfer_cls(cfg: ClsConfig) -> dict[str, Any]:
     per_epoch = steps_per_epoch(train_loader, cfg.max_train_batches)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, per_epoch * cfg.epochs, cfg.warmup_steps, kind="cosine")
-    history = []
-    for epoch in range(cfg.epochs):
-        model.train()
-        total, n = 0.0, 0
-        for i, (x, y) in enumerate(train_loader):
-            if i >= per_epoch:
-                break
-            x, y = x.to(device), y.to(device)
-            with autocast(device):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise DnaError(f"classification loss became {float(loss)} in epoch {epoch}: lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * x.shape[0]
-            n += x.shape[0]
-        history.append(total / max(1, n))
+    def batch_loss(batch):
+        x, y = batch[0].to(device), batch[1].to(device)
+        with autocast(device):
+            logits = model(x)
+        return F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing), x.shape[0]
+
+    history = fine_tune(model, train_loader, per_epoch, cfg.epochs, opt, sched, batch_loss, "classification")
     result = evaluate_cls(model, val_loader, num_classes, device, cfg.max_val_batches)
     metrics = {
         "task": "cls",

@@ -7,6 +7,7 @@ import dataclasses
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -241,6 +242,39 @@ def make_schedule(opt: torch.optim.Optimizer, total_steps: int, warmup_steps: in
 def steps_per_epoch(loader, limit: int | None) -> int:
     n = len(loader)
     return min(n, limit) if limit else n
+
+
+def fine_tune(model: nn.Module, loader, per_epoch: int, epochs: int, opt: torch.optim.Optimizer, sched,
+              batch_loss: Callable[[Any], tuple[torch.Tensor, int] | None], what: str,
+              clip_grad: float | None = None) -> list[float]:
+    """The training loop of every transfer task: ``epochs`` epochs of at most ``per_epoch`` batches,
+    the schedule stepped per batch; returns the mean training loss per epoch.
+
+    ``batch_loss(batch)`` returns (loss, samples), or None to skip the batch; ``what`` names the
+    loss in the error raised when it stops being finite."""
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        total, n = 0.0, 0
+        for i, batch in enumerate(loader):
+            if i >= per_epoch:
+                break
+            step = batch_loss(batch)
+            if step is None:
+                continue
+            loss, count = step
+            if not torch.isfinite(loss):
+                raise DnaError(f"{what} loss became {float(loss)} in epoch {epoch}: lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            opt.step()
+            sched.step()
+            total += loss.item() * count
+            n += count
+        history.append(total / max(1, n))
+    return history
 
 
 class Timer:

@@ -37,6 +37,7 @@ from dna.transfer.backbone import (
 from dna.transfer.common import (
     Timer,
     TransferConfig,
+    fine_tune,
     make_optimizer,
     make_schedule,
     round_floats,
@@ -377,26 +378,14 @@ def transfer_det(cfg: DetConfig) -> dict[str, Any]:
     per_epoch = steps_per_epoch(train_loader, cfg.max_train_batches)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, per_epoch * cfg.epochs, cfg.warmup_steps, kind="cosine")
-    history = []
-    for epoch in range(cfg.epochs):
-        model.train()
-        total, n = 0.0, 0
-        for i, (images, targets) in enumerate(train_loader):
-            if i >= per_epoch:
-                break
-            images = [im.to(device) for im in images]
-            targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
-            loss, _ = detection_loss(model, images, targets)
-            if not torch.isfinite(loss):
-                raise DnaError(f"detection loss became {float(loss)} in epoch {epoch}: lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            sched.step()
-            total += loss.item() * len(images)
-            n += len(images)
-        history.append(total / max(1, n))
+    def batch_loss(batch):
+        images, targets = batch
+        images = [im.to(device) for im in images]
+        targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
+        return detection_loss(model, images, targets)[0], len(images)
+
+    history = fine_tune(model, train_loader, per_epoch, cfg.epochs, opt, sched, batch_loss, "detection",
+                        clip_grad=10.0)
     result = evaluate_det(model, val_loader, device, classes, cfg.max_val_batches)
     metrics = {
         "task": "det",

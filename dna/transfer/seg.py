@@ -25,6 +25,7 @@ from dna.transfer.backbone import FeatureBackbone, feature_backbone, is_cnn, loa
 from dna.transfer.common import (
     Timer,
     TransferConfig,
+    fine_tune,
     make_optimizer,
     make_schedule,
     round_floats,
@@ -299,28 +300,16 @@ def transfer_seg(cfg: SegConfig) -> dict[str, Any]:
     per_epoch = steps_per_epoch(train_loader, cfg.max_train_batches)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, per_epoch * cfg.epochs, cfg.warmup_steps, kind="poly")
-    history = []
-    for epoch in range(cfg.epochs):
-        model.train()
-        total, n = 0.0, 0
-        for i, (x, y) in enumerate(train_loader):
-            if i >= per_epoch:
-                break
-            if x.shape[0] < 2:
-                continue
-            x, y = x.to(device), y.to(device)
-            with autocast(device):
-                logits = model(x)
-            loss = seg_loss(logits, y)
-            if not torch.isfinite(loss):
-                raise DnaError(f"segmentation loss became {float(loss)} in epoch {epoch}: lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * x.shape[0]
-            n += x.shape[0]
-        history.append(total / max(1, n))
+    def batch_loss(batch):
+        x, y = batch
+        if x.shape[0] < 2:          # BatchNorm in the head needs two samples
+            return None
+        x, y = x.to(device), y.to(device)
+        with autocast(device):
+            logits = model(x)
+        return seg_loss(logits, y), x.shape[0]
+
+    history = fine_tune(model, train_loader, per_epoch, cfg.epochs, opt, sched, batch_loss, "segmentation")
     result = evaluate_seg(model, val_loader, num_classes, device, cfg.max_val_batches)
     metrics = {
         "task": "seg",
