@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dna.data import DataConfig
+from dna.device import autocast, check_device, resolve_device
 from dna.errors import DnaError
 from dna.teacher import TeacherConfig
 
@@ -129,11 +130,7 @@ class RetrainConfig:
             _number_in("clip_grad", self.clip_grad, 0, None, low_open=True)
         if self.teacher is not None and not isinstance(self.teacher, TeacherConfig):
             raise DnaError(f"teacher must be a TeacherConfig or None, got {type(self.teacher).__name__}")
-        dev = str(self.device)
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise DnaError(f"device {self.device!r} must be auto, cpu, cuda or cuda:N")
-        if dev.startswith("cuda") and not torch.cuda.is_available():
-            raise DnaError(f"device {self.device!r} asked for but CUDA is not available")
+        check_device(self.device)
         return self
 
     def data_config(self) -> DataConfig:
@@ -252,11 +249,6 @@ def _create_model(what: Any, num_classes: int, cfg: RetrainConfig) -> nn.Module:
     return timm.create_model(what, pretrained=False, num_classes=num_classes, **kw)
 
 
-def _autocast(device: torch.device, amp: bool):
-    enabled = amp and device.type == "cuda"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device | str | None = None,
              amp: bool = True) -> tuple[float, float, float]:
@@ -275,7 +267,7 @@ def evaluate(model: nn.Module, loader, device: torch.device | str | None = None,
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 logits = model(x)
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
@@ -580,7 +572,7 @@ def retrain(cfg: RetrainConfig, model: Any = None) -> dict[str, Any]:
     if cached is not None:
         return cached
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    device = resolve_device(cfg.device)
     teacher = _load_teacher(cfg, n_classes, data.resolution, device) if cfg.teacher is not None else None
 
     torch.manual_seed(cfg.seed)
@@ -627,12 +619,12 @@ def retrain(cfg: RetrainConfig, model: Any = None) -> dict[str, Any]:
     def batch_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
         if device.type == "cuda" and cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             logits = net(x)
         logits = logits.float()
         loss = criterion(logits, y)
         if teacher is not None and cfg.kd_alpha > 0:
-            with torch.no_grad(), _autocast(device, cfg.amp):
+            with torch.no_grad(), autocast(device, cfg.amp):
                 t_logits = teacher(x)
             loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd_loss(logits, t_logits.float(), cfg.kd_temperature)
         return loss, y.numel()

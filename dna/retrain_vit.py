@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from dna.data import DataConfig
+from dna.device import autocast, check_device, resolve_device
 from dna.errors import DnaError
 
 DEIT_LR = 1e-3
@@ -83,11 +84,7 @@ class RetrainViTConfig:
                 raise DnaError(f"{name} {v!r} must be a number in [0, 1]")
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise DnaError(f"clip_grad {self.clip_grad!r} must be > 0")
-        dev = str(self.device)
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise DnaError(f"device {self.device!r} must be auto, cpu, cuda or cuda:N")
-        if dev.startswith("cuda") and not torch.cuda.is_available():
-            raise DnaError(f"device {self.device!r} asked for but CUDA is not available")
+        check_device(self.device)
         return self
 
     def data_config(self) -> DataConfig:
@@ -116,7 +113,7 @@ def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
     from dna.build.vit import build_vit, load_vit_arch, vit_costs
     from dna.data import make_loader
     from dna.data import num_classes as data_num_classes
-    from dna.retrain import Fit, _autocast, _canonical, cached_metrics, fit
+    from dna.retrain import Fit, _canonical, cached_metrics, fit
 
     if not isinstance(cfg, RetrainViTConfig):
         raise DnaError(f"expected a RetrainViTConfig, got {type(cfg).__name__}")
@@ -134,7 +131,7 @@ def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
     if cached is not None:
         return cached
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     net = build_vit(arch["space"], arch["blocks"], num_classes=n_classes, resolution=data.resolution,
                     drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
@@ -168,7 +165,7 @@ def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
             x, target = mixup(x, y)
         else:
             target = y
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             logits = net(x)
         return criterion(logits.float(), target), x.shape[0]
 
