@@ -21,7 +21,7 @@ from typing import Any
 from dna import storage
 from dna.build.arch import EFFICIENTNET_B0, Architecture
 from dna.data import DataConfig
-from dna.errors import DnaError
+from dna.errors import DnaError, check_keys, field_names
 from dna.layout import Generation, generation
 from dna.space import get_space
 from dna.teacher import TeacherConfig
@@ -113,10 +113,7 @@ class RunConfig:
         for k in ("teacher_train", "retrain"):
             if isinstance(d.get(k), dict):
                 d[k] = RetrainSettings(**d[k])
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DnaError(f"unknown run config keys {unknown}")
+        check_keys(d, field_names(cls), "run config keys")
         return cls(**d)
 
 
@@ -266,17 +263,13 @@ def transfer_configs(cfg: RunConfig, g: int = 0) -> dict[str, Any]:
     opts = cfg.transfer_options
     if not isinstance(opts, dict) or not all(isinstance(v, dict) for v in opts.values()):
         raise DnaError(f"transfer_options {opts!r}: expected a JSON object of task -> object of settings")
-    unknown = sorted(set(opts) - set(classes))
-    if unknown:
-        raise DnaError(f"transfer_options tasks {unknown}: expected some of {sorted(classes)}")
+    check_keys(opts, classes, "transfer_options tasks")
+    for task, settings in opts.items():        # every task's, also of tasks this run skips
+        check_keys(settings, field_names(classes[task]) - set(_TRANSFER_SET_BY_RUN), f"transfer_options[{task!r}] keys")
     gen = generation(cfg.root, g)
     out = {}
     for task in cfg.transfer:
         config_cls = classes[task]
-        names = {f.name for f in dataclasses.fields(config_cls)} - set(_TRANSFER_SET_BY_RUN)
-        bad = sorted(set(opts.get(task, {})) - names)
-        if bad:
-            raise DnaError(f"transfer_options[{task!r}] keys {bad}: expected some of {sorted(names)}")
         kw: dict[str, Any] = {
             "epochs": cfg.transfer_epochs, "resolution": cfg.transfer_resolution,
             "train_size": cfg.transfer_train_size, "val_size": cfg.transfer_val_size,

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from dna.data import DataConfig
 from dna.device import autocast, check_device, resolve_device
-from dna.errors import DnaError
+from dna.errors import DnaError, check_keys, field_names
 from dna.teacher import TeacherConfig
 
 PAPER_LR = 0.256
@@ -157,10 +157,7 @@ class RetrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RetrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DnaError(f"unknown retrain config keys {unknown} (expected some of {sorted(names)})")
+        check_keys(d, field_names(cls), "retrain config keys")
         d = dict(d)
         if isinstance(d.get("data"), dict):
             d["data"] = DataConfig.from_dict(d["data"])

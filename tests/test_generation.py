@@ -52,6 +52,8 @@ def test_bad_run_config_fails_before_work(tmp_path):
         RunConfig(root=str(tmp_path), transfer=["pose"]).validate()
     with pytest.raises(DnaError, match=r"transfer_options\['det'\] keys \['rois'\]"):
         RunConfig(root=str(tmp_path), transfer_options={"det": {"rois": 3}}).validate()
+    with pytest.raises(DnaError, match=r"transfer_options\['cls'\] keys \['lrr'\]"):   # also a task not run
+        RunConfig(root=str(tmp_path), transfer=["seg"], transfer_options={"cls": {"lrr": 0.1}}).validate()
     with pytest.raises(DnaError, match="transfer_options tasks"):
         RunConfig(root=str(tmp_path), transfer_options={"pose": {}}).validate()
     with pytest.raises(DnaError, match="roi_size 0"):

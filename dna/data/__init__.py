@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dna.data.shapes import CLASS_NAMES, MAX_CLASSES, ShapesDataset
-from dna.errors import DnaError
+from dna.errors import DnaError, check_keys, field_names
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("shapes",)
@@ -112,10 +112,7 @@ class DataConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataConfig:
         """Build from a plain dict (e.g. JSON); unknown keys raise :class:`DnaError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DnaError(f"unknown data config keys {unknown} (expected some of {sorted(names)})")
+        check_keys(d, field_names(cls), "data config keys")
         return cls(**d)
 
 

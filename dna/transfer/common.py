@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dna.errors import DnaError
+from dna.errors import DnaError, check_keys, field_names
 
 OPTIMIZERS = ("sgd", "adamw")
 METRICS_FILE = "metrics.json"
@@ -179,10 +179,7 @@ class TransferConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TransferConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DnaError(f"unknown {cls.TASK} transfer config keys {unknown} (expected some of {sorted(names)})")
+        check_keys(d, field_names(cls), f"{cls.TASK} transfer config keys")
         return cls(**d)
 
 
