@@ -212,11 +212,16 @@ EXTRA_SECTIONS = ("pp",)
 
 
 
-def validate_run_config(d: dict, remote: bool) -> Any:
+# teacher names that mean "the pipeline's own default teacher" (DNA/DNA+: trained here first)
+BUILTIN_TEACHERS = ("", "tiny", "efficientnet_b0-half")
+
+
+def validate_run_config(d: dict, remote: bool, builtin_teachers: tuple[str, ...] = BUILTIN_TEACHERS) -> Any:
     """A checked :class:`dna.generation.RunConfig` (raises :class:`dna.errors.DnaError`).
 
     ``remote``: the run happens in a cluster, so URIs are not opened from here (this machine may
-    have no access to the cluster's storage)."""
+    have no access to the cluster's storage). ``builtin_teachers``: the teacher names that stand
+    for the pipeline's own default teacher, which takes no weights."""
     import timm
 
     from dna import storage
@@ -226,15 +231,15 @@ def validate_run_config(d: dict, remote: bool) -> Any:
     cfg = RunConfig.from_dict(d)
     checkpoint = cfg.teacher.checkpoint
     model = cfg.teacher.model
-    if model in ("", "tiny", "efficientnet_b0-half") and (checkpoint or cfg.teacher.pretrained):
+    if model in builtin_teachers and (checkpoint or cfg.teacher.pretrained):
         raise DnaError("--teacher-checkpoint / pretrained need --teacher: the timm name or architecture .json "
                        "URI the weights belong to")
     if model.endswith(".json"):
         if not remote:
             storage.check_readable(model)
-    elif model not in ("", "tiny", "efficientnet_b0-half") and not timm.is_model(model):
-        raise DnaError(f"teacher {model!r}: expected 'tiny', a timm model name (e.g. efficientnet_b1) or "
-                       "an architecture .json URI")
+    elif model not in builtin_teachers and not timm.is_model(model):
+        raise DnaError(f"teacher {model!r}: expected {' or '.join(repr(t) for t in builtin_teachers if t)} (the "
+                       "default), a timm model name (e.g. efficientnet_b1) or an architecture .json URI")
     if remote and checkpoint:
         cfg.teacher.checkpoint = None
     try:

@@ -110,13 +110,13 @@ class PPExtras(common.Extras):
         from dna.generation import RunConfig
         from dna.space import get_space
 
-        cfg = RunConfig.from_dict(run_config)
-        if getattr(get_space(cfg.space), "kind", "mbconv") != "vit":
-            raise DnaError(f"space {cfg.space!r}: DNA++ searches a ViT space (vit, vit-tiny or a ViT space .json)")
+        space = RunConfig.from_dict(run_config).space
+        if getattr(get_space(space), "kind", "mbconv") != "vit":
+            raise DnaError(f"space {space!r}: DNA++ searches a ViT space (vit, vit-tiny or a ViT space .json)")
+        cfg = common.validate_run_config(run_config, remote, builtin_teachers=rt.TINY_TEACHERS)
         checkpoint = cfg.teacher.checkpoint
         if remote:
             cfg.teacher.checkpoint = None
-        cfg.validate()
         try:
             rt.pp_train_config(cfg, arguments["pp_config"])
             rt.retrain_vit_config(cfg, arguments["pp_config"], "arch.json", "out")

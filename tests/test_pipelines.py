@@ -155,6 +155,20 @@ def test_bad_input_fails_before_any_work(tmp_path, monkeypatch, capsys, argv, me
     assert not os.path.exists(tmp_path / "runs")
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--data", "missing-folder"], "missing-folder"),
+    (["--teacher", "no_such_net"], "no_such_net"),
+    (["--set", "pp.train.nope=1"], "nope"),
+])
+def test_dna_pp_bad_input_fails_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    monkeypatch.setattr(common, "run_local", lambda *a, **k: pytest.fail("bad input reached the run"))
+    assert dna_pp.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "runs")
+
+
 # ----- submission and scheduling against a fake KFP client -----------------------------------------------
 class FakeClient:
     def __init__(self, host, namespace=None):
