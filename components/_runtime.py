@@ -67,7 +67,7 @@ def load_config(run_config: str):
 
 def with_retrain(cfg, overrides: str):
     """``cfg`` with its ``retrain`` settings updated from a JSON object (empty: unchanged)."""
-    from dna.errors import DnaError
+    from dna.errors import DnaError, check_keys, field_names
 
     if not (overrides or "").strip():
         return cfg
@@ -75,9 +75,9 @@ def with_retrain(cfg, overrides: str):
         d = json.loads(overrides)
     except json.JSONDecodeError as exc:
         raise DnaError(f"retrain overrides are not valid JSON: {exc}") from None
-    names = {f.name for f in dataclasses.fields(cfg.retrain)}
-    if not isinstance(d, dict) or set(d) - names:
-        raise DnaError(f"retrain overrides {overrides!r}: expected a JSON object with keys among {sorted(names)}")
+    if not isinstance(d, dict):
+        raise DnaError(f"retrain overrides {overrides!r}: expected a JSON object")
+    check_keys(d, field_names(cfg.retrain), "retrain overrides keys")
     return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, **d))
 
 
@@ -198,7 +198,8 @@ def log_metrics(metrics, values: dict[str, Any], prefix: str = "") -> None:
 
 
 # ----- DNA++ -------------------------------------------------------------------------------------
-TINY_TEACHERS = ("", "tiny", "default")
+# teacher names meaning DNA++'s default CNN teacher (dna.ssl picks it for the space)
+PP_DEFAULT_TEACHERS = ("", "tiny", "default")
 
 
 def pp_settings(pp_config: str) -> dict:
@@ -222,7 +223,7 @@ def pp_train_config(cfg, pp_config: str):
     train = dict(pp_settings(pp_config).get("train") or {})
     if isinstance(train.get("loss"), dict):
         train["loss"] = PPLossConfig(**train["loss"])
-    teacher = None if cfg.teacher.model in TINY_TEACHERS else cfg.teacher
+    teacher = None if cfg.teacher.model in PP_DEFAULT_TEACHERS else cfg.teacher
     base = dict(out=layout(cfg.root, 0).supernets, space=cfg.space, teacher=teacher,
                 data=dataclasses.replace(cfg.data, augment=False), epochs=cfg.block_epochs,
                 max_steps_per_epoch=cfg.block_max_steps, seed=cfg.seed, device=cfg.device)
@@ -294,7 +295,7 @@ def run_summary(cfg) -> dict[str, Any]:
     """What :func:`dna.generation.run` returns, read back from the run root, plus where every
     artifact is: written as ``<root>/summary.json`` by the pipelines' last stage."""
     from dna import storage
-    from dna.generation import ARCH_FILE, MODEL_FILE
+    from dna.generation import ARCH_FILE, MODEL_FILE, TINY_TEACHERS
     from dna.layout import generation as layout
     from dna.space import get_space
 
@@ -314,7 +315,7 @@ def run_summary(cfg) -> dict[str, Any]:
             entry["teacher"] = {"model": cfg.teacher.model, "checkpoint": storage.join(gen.supernets, "teacher.pt"),
                                 "trained": "jointly with the ViT supernet (DNA++)"}
         elif g == 0:
-            tiny = cfg.teacher.model in ("", "tiny", "efficientnet_b0-half")
+            tiny = cfg.teacher.model in TINY_TEACHERS
             entry["teacher"] = {"model": storage.join(gen.teacher, ARCH_FILE) if tiny else cfg.teacher.model}
             if teacher_m:
                 entry["teacher"]["top1"] = teacher_m.get("top1")

@@ -26,6 +26,8 @@ from dna.layout import Generation, generation
 from dna.space import get_space
 from dna.teacher import TeacherConfig
 
+# teacher names meaning "the embedded default": a half-width EfficientNet-B0 trained here first
+TINY_TEACHERS = ("", "tiny", "efficientnet_b0-half")
 ARCH_FILE = "arch.json"
 MODEL_FILE = "model.pt"
 
@@ -152,7 +154,7 @@ def teacher_step(cfg: RunConfig, g: int) -> TeacherConfig:
     if cfg.teacher.checkpoint or cfg.teacher.pretrained:
         return cfg.teacher
     model = cfg.teacher.model
-    if model in ("", "tiny", "efficientnet_b0-half"):
+    if model in TINY_TEACHERS:
         model = storage.join(gen.teacher, ARCH_FILE)
         if not storage.exists(model):
             tiny_teacher_arch(cfg.data).save(model)

@@ -212,22 +212,19 @@ EXTRA_SECTIONS = ("pp",)
 
 
 
-# teacher names that mean "the pipeline's own default teacher" (DNA/DNA+: trained here first)
-BUILTIN_TEACHERS = ("", "tiny", "efficientnet_b0-half")
-
-
-def validate_run_config(d: dict, remote: bool, builtin_teachers: tuple[str, ...] = BUILTIN_TEACHERS) -> Any:
+def validate_run_config(d: dict, remote: bool, builtin_teachers: tuple[str, ...] | None = None) -> Any:
     """A checked :class:`dna.generation.RunConfig` (raises :class:`dna.errors.DnaError`).
 
     ``remote``: the run happens in a cluster, so URIs are not opened from here (this machine may
     have no access to the cluster's storage). ``builtin_teachers``: the teacher names that stand
-    for the pipeline's own default teacher, which takes no weights."""
+    for the pipeline's own default teacher, which takes no weights (default: DNA's tiny teacher)."""
     import timm
 
     from dna import storage
     from dna.errors import DnaError
-    from dna.generation import RunConfig, _retrain_config
+    from dna.generation import TINY_TEACHERS, RunConfig, _retrain_config
 
+    builtin_teachers = TINY_TEACHERS if builtin_teachers is None else builtin_teachers
     cfg = RunConfig.from_dict(d)
     checkpoint = cfg.teacher.checkpoint
     model = cfg.teacher.model

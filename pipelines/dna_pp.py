@@ -113,7 +113,7 @@ class PPExtras(common.Extras):
         space = RunConfig.from_dict(run_config).space
         if getattr(get_space(space), "kind", "mbconv") != "vit":
             raise DnaError(f"space {space!r}: DNA++ searches a ViT space (vit, vit-tiny or a ViT space .json)")
-        cfg = common.validate_run_config(run_config, remote, builtin_teachers=rt.TINY_TEACHERS)
+        cfg = common.validate_run_config(run_config, remote, builtin_teachers=rt.PP_DEFAULT_TEACHERS)
         checkpoint = cfg.teacher.checkpoint
         if remote:
             cfg.teacher.checkpoint = None
