@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import machine, record  # noqa: E402
-from dna.build.arch import Architecture  # noqa: E402
-from dna.build.model import build_model  # noqa: E402
+from dna.model.arch import Architecture  # noqa: E402
+from dna.model.efficientnet import build_model  # noqa: E402
 from dna.search.latency import LatencyTable, time_module  # noqa: E402
 from dna.space import BlockChoice, get_space  # noqa: E402
 

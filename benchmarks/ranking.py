@@ -137,7 +137,7 @@ def _data(d: dict):
 
 
 def gt_job(space_json: dict, arch: list[dict], data: dict, recipe: dict, out: str) -> dict:
-    from dna.build.arch import Architecture
+    from dna.model.arch import Architecture
     from dna.retrain import RetrainConfig, retrain
 
     space = space_from_json(space_json)
@@ -151,8 +151,8 @@ def gt_job(space_json: dict, arch: list[dict], data: dict, recipe: dict, out: st
 
 def teacher_job(space_json: dict, data: dict, recipe: dict, out: str) -> dict:
     from dna import storage
-    from dna.build.arch import Architecture
     from dna.data import num_classes
+    from dna.model.arch import Architecture
     from dna.retrain import RetrainConfig, retrain
 
     space = space_from_json(space_json)

@@ -5,7 +5,7 @@ then for every block every cell as a chain of choice layers at the cell's own (s
 then the fixed head (1x1 conv, pooling, classifier). A cell's first layer takes the width the
 previous block hands over, so it holds one choice layer per possible input width
 (``space.in_widths``). Every layer is the timm layer the final model builds (``ChoiceLayer``), and
-the stem/head are taken from a timm ``EfficientNet`` built by :func:`dna.build.model.build_model`.
+the stem/head are taken from a timm ``EfficientNet`` built by :func:`dna.model.efficientnet.build_model`.
 
 Training: in every step one path is sampled uniformly (a cell per block, then an op per layer, as
 DNA samples ops) and trained with cross-entropy on the labels. Rating: every architecture inherits
@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dna.build.arch import Architecture
-from dna.build.model import build_model
 from dna.data import DataConfig, make_loader, num_classes
+from dna.model.arch import Architecture
+from dna.model.efficientnet import build_model
 from dna.rate.rating import recalibrate
 from dna.space.mbconv import BlockChoice, MBConvSpace
 from dna.supernet.mbconv import ChoiceLayer

@@ -251,7 +251,7 @@ def limits(cfg) -> dict[str, float | None]:
 
 def pareto_fronts(scores_uri: str) -> dict[str, list[dict]]:
     """The exact loss-vs-params and loss-vs-FLOPs fronts of a scores table (short records)."""
-    from dna.cli.search import run_search
+    from dna.search.run import run_search
 
     out = {}
     for cost in ("params", "flops"):

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dna import storage
-from dna.build.arch import EFFICIENTNET_B0, Architecture
 from dna.data import DataConfig
 from dna.errors import DnaError, check_keys, field_names
 from dna.layout import Generation, generation
+from dna.model.arch import EFFICIENTNET_B0, Architecture
 from dna.space import get_space
 from dna.teacher import TeacherConfig
 
@@ -212,7 +212,7 @@ def rate_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[int] 
 
 def search_step(cfg: RunConfig, g: int) -> dict:
     """Exact traversal search under the run's constraint; writes search/arch.json and result.json."""
-    from dna.cli.search import run_search
+    from dna.search.run import run_search
 
     gen = generation(cfg.root, g)
     arch_uri = storage.join(gen.search, ARCH_FILE)

@@ -191,7 +191,7 @@ def _number_in(name: str, value: Any, low: float | None, high: float | None,
 def model_resolution(spec: str) -> int:
     """The native input resolution of a timm model name or an architecture JSON URI."""
     if spec.endswith(".json"):
-        from dna.build.arch import Architecture
+        from dna.model.arch import Architecture
 
         return Architecture.load(spec).resolution
     import timm
@@ -207,12 +207,12 @@ def model_resolution(spec: str) -> int:
 
 def _resolve_model(spec: Any, cfg: RetrainConfig) -> tuple[Any, dict]:
     """(Architecture | timm name | nn.Module, the JSON record stored as model.pt's ``arch``)."""
-    from dna.build.arch import Architecture
+    from dna.model.arch import Architecture
 
     if isinstance(spec, nn.Module):
         return spec, {"module": type(spec).__name__}
     if isinstance(spec, Architecture):
-        from dna.build.summary import check_arch_def
+        from dna.model.summary import check_arch_def
 
         check_arch_def(spec.arch_def)
         return spec, spec.to_json()
@@ -220,7 +220,7 @@ def _resolve_model(spec: Any, cfg: RetrainConfig) -> tuple[Any, dict]:
         raise DnaError(f"model must be an Architecture, an nn.Module or None, got {type(spec).__name__}")
     name = cfg.model
     if name.endswith(".json"):
-        from dna.build.summary import resolve_arch
+        from dna.model.summary import resolve_arch
 
         arch = resolve_arch(name)
         return arch, arch.to_json()
@@ -232,13 +232,13 @@ def _resolve_model(spec: Any, cfg: RetrainConfig) -> tuple[Any, dict]:
 
 
 def _create_model(what: Any, num_classes: int, cfg: RetrainConfig) -> nn.Module:
-    from dna.build.arch import Architecture
+    from dna.model.arch import Architecture
 
     if isinstance(what, nn.Module):
         return what
     kw = dict(drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
     if isinstance(what, Architecture):
-        from dna.build.summary import build
+        from dna.model.summary import build
 
         return build(what, num_classes=num_classes, **kw)
     import timm

@@ -34,7 +34,7 @@ DEIT_BATCH = 1024
 
 @dataclass
 class RetrainViTConfig:
-    arch: Any = ""                  # ViT architecture JSON URI or dict (dna.build.vit.vit_arch_json)
+    arch: Any = ""                  # ViT architecture JSON URI or dict (dna.model.vit.vit_arch_json)
     out: str = ""                   # output folder URI
     data: DataConfig = field(default_factory=DataConfig)
     epochs: int = 300
@@ -110,9 +110,9 @@ def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
     from timm.scheduler import create_scheduler_v2
 
     from dna import storage
-    from dna.build.vit import build_vit, load_vit_arch, vit_costs
     from dna.data import make_loader
     from dna.data import num_classes as data_num_classes
+    from dna.model.vit import build_vit, load_vit_arch, vit_costs
     from dna.retrain import Fit, _canonical, cached_metrics, fit
 
     if not isinstance(cfg, RetrainViTConfig):

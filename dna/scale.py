@@ -23,8 +23,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from dna.build.arch import Architecture
 from dna.errors import DnaError
+from dna.model.arch import Architecture
 
 # (width, depth, resolution, dropout) of EfficientNet, as in timm's efficientnet.py.
 COEFFICIENTS: dict[str, tuple[float, float, int, float]] = {
@@ -84,7 +84,7 @@ def scale_block_string(block: str, width: float, repeats: int | None = None) -> 
 
 def scale_arch_def(arch_def: list[list[str]], width: float = 1.0, depth: float = 1.0) -> list[list[str]]:
     """The explicit arch_def that timm builds from ``arch_def`` with these multipliers."""
-    from dna.build.summary import check_arch_def
+    from dna.model.summary import check_arch_def
 
     check_arch_def(arch_def)
     out = []
@@ -142,7 +142,7 @@ def scale(
     The space/choices of a searched base move to ``extra["scaled_from"]``, since they describe the
     unscaled network.
     """
-    from dna.build.summary import resolve_arch
+    from dna.model.summary import resolve_arch
 
     base = resolve_arch(arch)
     if to is not None and any(v is not None for v in (width, depth, resolution)):

@@ -41,9 +41,9 @@ def create_model(spec: str, num_classes: int | None = None, pretrained: bool = F
     """A network from a timm model name or an architecture JSON URI (no weights loaded)."""
     if _is_arch_uri(spec):
         from dna import storage
-        from dna.build.arch import Architecture
-        from dna.build.model import build_model
-        from dna.build.vit import build_from_arch, is_vit_arch
+        from dna.model.arch import Architecture
+        from dna.model.efficientnet import build_model
+        from dna.model.vit import build_from_arch, is_vit_arch
 
         d = storage.read_json(spec)
         if is_vit_arch(d):

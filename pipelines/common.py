@@ -158,7 +158,7 @@ def parse_set(items: Sequence[str]) -> list[tuple[str, Any]]:
 def _count(value: str | None, name: str):
     if value is None:
         return None
-    from dna.cli.search import parse_count
+    from dna.search.run import parse_count
 
     return parse_count(value, name)
 

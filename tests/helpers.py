@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dna import storage
-from dna.build.arch import EFFICIENTNET_B0, Architecture
-from dna.build.model import build_model
 from dna.data import DataConfig
+from dna.model.arch import EFFICIENTNET_B0, Architecture
+from dna.model.efficientnet import build_model
 from dna.teacher import TeacherConfig
 
 

@@ -8,10 +8,10 @@ import pytest
 from timm.models._efficientnet_builder import _decode_block_str
 
 from dna import storage
-from dna.build.arch import EFFICIENTNET_B0, Architecture
-from dna.build.model import build_model
 from dna.costs import count_params
 from dna.errors import DnaError
+from dna.model.arch import EFFICIENTNET_B0, Architecture
+from dna.model.efficientnet import build_model
 from dna.rate.path_costs import PathCosts
 from dna.space import BlockChoice, get_space
 

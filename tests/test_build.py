@@ -10,12 +10,12 @@ import timm
 import torch
 
 from dna import storage
-from dna.build.arch import EFFICIENTNET_B0, Architecture
-from dna.build.export import export_model, load_model
-from dna.build.summary import build, summarize
 from dna.cli import main
 from dna.costs import count_params
 from dna.errors import DnaError
+from dna.model.arch import EFFICIENTNET_B0, Architecture
+from dna.model.export import export_model, load_model
+from dna.model.summary import build, summarize
 from dna.space import get_space
 from dna.space.mbconv import BlockChoice
 

@@ -9,10 +9,10 @@ import timm
 import torch
 
 from dna import storage
-from dna.build.blocks import build_layers
 from dna.cli import main
 from dna.costs import count_params
 from dna.errors import DnaError
+from dna.model.layers import build_layers
 from dna.rate.block import RateConfig, rate
 from dna.rate.path_costs import PathCosts
 from dna.rate.rating import rate_cell, rate_cell_per_path

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from dna import storage
-from dna.build.vit import (
+from dna.data import DataConfig, make_loader
+from dna.errors import DnaError
+from dna.model.vit import (
     build_from_arch,
     build_vit,
     predicted_costs,
@@ -17,8 +19,6 @@ from dna.build.vit import (
     vit_costs,
     vit_fixed_costs,
 )
-from dna.data import DataConfig, make_loader
-from dna.errors import DnaError
 from dna.rate.rating import relative_l1
 from dna.rate.scores import read_scores
 from dna.space.vit import VIT_TINY, PathChoice

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from dna import storage
-from dna.build.arch import Architecture
 from dna.errors import DnaError
 from dna.generation import RetrainSettings, RunConfig, run, transfer_configs
 from dna.layout import generation
+from dna.model.arch import Architecture
 from dna.rate.scores import read_scores
 from dna.teacher import TeacherConfig
 from tests.helpers import tiny_data

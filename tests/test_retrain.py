@@ -10,11 +10,11 @@ import torch
 
 import dna.retrain as rt
 from dna import storage
-from dna.build.arch import Architecture
-from dna.build.summary import build
 from dna.cli import main
 from dna.data import DataConfig, make_loader
 from dna.errors import DnaError
+from dna.model.arch import Architecture
+from dna.model.summary import build
 from dna.retrain import RetrainConfig, evaluate, kd_loss, retrain
 from dna.space import get_space
 from dna.space.mbconv import BlockChoice

@@ -8,11 +8,11 @@ import pytest
 import timm
 
 from dna import storage
-from dna.build.arch import EFFICIENTNET_B0, Architecture
-from dna.build.summary import build, summarize
 from dna.cli import main
 from dna.costs import count_params
 from dna.errors import DnaError
+from dna.model.arch import EFFICIENTNET_B0, Architecture
+from dna.model.summary import build, summarize
 from dna.scale import COEFFICIENTS, expand, scale, scale_arch_def
 from dna.space import get_space
 from dna.space.mbconv import BlockChoice

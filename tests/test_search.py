@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dna.build.arch import Architecture
 from dna.cli import main
 from dna.errors import DnaError
+from dna.model.arch import Architecture
 from dna.rate.path_costs import PathCosts
 from dna.rate.scores import ScoresMeta, make_table, read_scores, write_scores
 from dna.search import pareto_front, search
@@ -364,7 +364,7 @@ def test_cli_text_output(tmp_path, capsys):
 
 
 def test_run_search_plain_function(tmp_path):
-    from dna.cli.search import parse_count, run_search
+    from dna.search.run import parse_count, run_search
 
     assert parse_count("5M") == 5_000_000 and parse_count("400M") == 400_000_000
     assert parse_count("5e6") == 5_000_000 and parse_count("1.5k") == 1500 and parse_count(7) == 7

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from dna import storage
-from dna.build.arch import Architecture
-from dna.build.model import build_model
 from dna.errors import DnaError
+from dna.model.arch import Architecture
+from dna.model.efficientnet import build_model
 from dna.space import BlockChoice, get_space
 from dna.transfer import (
     RANDOM_INIT,
@@ -82,7 +82,7 @@ def vit_ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def searched_vit(tmp_path_factory):
     """A searched ViT of the vit-tiny space (widths change between blocks): (arch URI, ckpt)."""
-    from dna.build.vit import build_from_arch, vit_arch_json
+    from dna.model.vit import build_from_arch, vit_arch_json
 
     root = tmp_path_factory.mktemp("svit")
     uri = str(root / "arch.json")

@@ -11,7 +11,10 @@ import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
 from dna import storage
-from dna.build.vit import (
+from dna.costs import count_flops
+from dna.data import DataConfig
+from dna.errors import DnaError
+from dna.model.vit import (
     build_from_arch,
     build_vit,
     load_vit_arch,
@@ -24,9 +27,6 @@ from dna.build.vit import (
     vit_flops,
     vit_path_costs,
 )
-from dna.costs import count_flops
-from dna.data import DataConfig
-from dna.errors import DnaError
 from dna.space import get_space
 from dna.space.mbconv import BlockChoice
 from dna.space.vit import VIT, VIT_TINY, PathChoice, ViTSpace, vit_space

@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    from dna.build.summary import build, resolve_arch, summarize
+    from dna.model.summary import build, resolve_arch, summarize
 
     if args.num_classes is not None and args.num_classes < 1:
         raise DnaError(f"--num-classes {args.num_classes} must be a positive integer")
@@ -52,14 +52,14 @@ def _vit_json(uri: str) -> dict | None:
     if not uri.endswith(".json"):
         return None
     from dna import storage
-    from dna.build.vit import is_vit_arch
+    from dna.model.vit import is_vit_arch
 
     d = storage.read_json(uri)
     return d if is_vit_arch(d) else None
 
 
 def _run_vit(d: dict, args) -> dict:
-    from dna.build.vit import build_from_arch, load_vit_arch, summarize_vit
+    from dna.model.vit import build_from_arch, load_vit_arch, summarize_vit
 
     result = summarize_vit(d, num_classes=args.num_classes, resolution=args.resolution)
     if args.out:
@@ -76,8 +76,8 @@ def _run_vit(d: dict, args) -> dict:
 
 
 def format_text(r: dict) -> str:
-    from dna.build.summary import format_summary
-    from dna.build.vit import format_vit_summary
+    from dna.model.summary import format_summary
+    from dna.model.vit import format_vit_summary
 
     text = format_vit_summary(r) if r.get("kind") == "vit" else format_summary(r)
     if r.get("out"):

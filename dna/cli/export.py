@@ -6,7 +6,7 @@ HELP = "export a network (architecture JSON or timm name, with a checkpoint's we
 
 
 def add_arguments(p) -> None:
-    from dna.build.export import FORMATS, ONNX_OPSET
+    from dna.model.export import FORMATS, ONNX_OPSET
 
     p.add_argument("arch", nargs="?", default=None,
                    help="architecture JSON URI or timm model name (default: the 'arch' stored in --checkpoint)")
@@ -23,8 +23,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    from dna.build.export import export_model
     from dna.errors import DnaError
+    from dna.model.export import export_model
 
     if args.arch is None and not args.checkpoint:
         raise DnaError("give an architecture (JSON URI or timm name) or a --checkpoint that names one")

@@ -89,7 +89,7 @@ def run(args) -> dict:
     cfg = config_from_args(args)
     if cfg.model.endswith(".json"):
         from dna import storage
-        from dna.build.vit import is_vit_arch
+        from dna.model.vit import is_vit_arch
 
         if is_vit_arch(storage.read_json(cfg.model)):
             # A searched ViT (DNA++ space) retrains with the DeiT recipe.

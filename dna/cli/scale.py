@@ -23,7 +23,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> dict:
     from dna import storage
-    from dna.build.summary import summarize
+    from dna.model.summary import summarize
     from dna.scale import scale
 
     if args.to is None and all(v is None for v in (args.width, args.depth, args.resolution)):

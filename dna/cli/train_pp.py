@@ -5,7 +5,7 @@ The rest of the ViT pipeline:
   rating   ``dna train-pp ... --scores URI`` here, or ``dna.ssl.rate_vit(ViTRateConfig(supernet=OUT,
            out=URI))`` (what ``dna rate`` calls for a ViT space);
   search   ``dna search`` on the scores (``dna.search.search`` reads the same scores table);
-  build    ``dna.build.vit.build_vit(space, ["h8-r3.5-d4", ...])``, ``summarize_vit(arch JSON)``
+  build    ``dna.model.vit.build_vit(space, ["h8-r3.5-d4", ...])``, ``summarize_vit(arch JSON)``
            (what ``dna build`` calls for a ViT architecture JSON);
   retrain  ``dna.retrain_vit.retrain_vit(RetrainViTConfig(arch=..., out=...))``.
 """

@@ -1,7 +1,7 @@
 """Costs of candidate paths as they will be in the final stand-alone model.
 
 Every number comes from timm modules built from the same arch_def strings the final model uses
-(``dna.build.blocks``), at the student widths of the space (not the supernet's teacher-width
+(``dna.model.layers``), at the student widths of the space (not the supernet's teacher-width
 ends). A path's cost is the sum of its layers' costs; the first layer's cost depends on the width
 handed over by the previous block, hence the ``in_channels`` argument.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from dna.build.blocks import build_layer, build_layers
 from dna.costs import count_flops, count_params
+from dna.model.layers import build_layer, build_layers
 from dna.space.mbconv import MBConvSpace, Op
 
 

@@ -1,7 +1,7 @@
 """Latency lookup tables: every candidate layer of a space timed on a device, summed per path.
 
 A latency table holds the median (or min) forward time (ms) of every distinct candidate layer of an MBConv
-space (the same timm modules ``PathCosts`` counts: ``dna.build.blocks.build_layer(in_chs,
+space (the same timm modules ``PathCosts`` counts: ``dna.model.layers.build_layer(in_chs,
 block_str)`` at the layer's position, stride and input size), plus the fixed parts of the final
 net (stem conv + BN, the fixed first layer, head conv + BN + pooling + classifier). A path's
 latency is the sum of its layers (the usual lookup-table model of latency-aware NAS), so the
@@ -115,8 +115,8 @@ def fixed_parts(space: MBConvSpace):
     net, taken from a model built by ``build_model`` (its searched blocks are irrelevant here)."""
     import torch.nn as nn
 
-    from dna.build.arch import Architecture
-    from dna.build.model import build_model
+    from dna.model.arch import Architecture
+    from dna.model.efficientnet import build_model
     from dna.space.mbconv import BlockChoice
 
     choices = [BlockChoice(k, 0, (space.ops[0],) * b.cells[0].layers) for k, b in enumerate(space.blocks)]
@@ -174,7 +174,7 @@ class LatencyTable:
             finally:
                 torch.set_num_threads(before)
 
-        from dna.build.blocks import build_layer
+        from dna.model.layers import build_layer
 
         space = get_space(space)
         if getattr(space, "kind", "mbconv") != "mbconv":

@@ -21,7 +21,7 @@ Widths between blocks: block ``k`` receives the width of block ``k-1`` (block 0:
 embedding's ``embed_dim``). When the widths differ, the stand-alone model puts a linear
 projection (``in_width -> width``) in front of the block; it is part of that block's cost, which
 is why scores rows are per (path, in width). The final LayerNorm and classifier take the last
-block's width and are counted in the last block's rows (see ``dna.build.vit``).
+block's width and are counted in the last block's rows (see ``dna.model.vit``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
   supernets from a frozen teacher (``mode="dna"``, MSE);
 - ``rate_vit(ViTRateConfig(...))``: rates every (heads, MLP ratio, depth) path of every block and
   writes the standard scores table (``dna.rate.scores``), which ``dna.search.search`` reads;
-- ``dna.build.vit.build_vit`` builds the searched ViT; ``dna.retrain_vit.retrain_vit`` retrains it.
+- ``dna.model.vit.build_vit`` builds the searched ViT; ``dna.retrain_vit.retrain_vit`` retrains it.
 """
 
 from dna.ssl.augment import ViewAugment, augment, two_views

@@ -16,7 +16,7 @@ uses its running statistics (eval mode).
 Rows (the scores-table contract of ``dna.rate.scores``): one per (path, in width), ``cell`` 0,
 ``ops`` ``h<heads>-r<ratio>-d<depth>``, ``in_channels`` = the width handed over (block 0: the patch
 embedding width), ``out_channels`` = the path's width, ``params``/``flops`` from the stand-alone
-modules (``dna.build.vit.vit_path_costs``); metadata ``fixed_params``/``fixed_flops`` = patch
+modules (``dna.model.vit.vit_path_costs``); metadata ``fixed_params``/``fixed_flops`` = patch
 embedding + class token + position embedding (``vit_fixed_costs``).
 """
 
@@ -60,7 +60,7 @@ class ViTRateConfig:
 
 
 def vit_scores_meta(space: ViTSpace, resolution: int, teacher: str, generation: int = 0) -> ScoresMeta:
-    from dna.build.vit import vit_fixed_costs
+    from dna.model.vit import vit_fixed_costs
 
     fixed_params, fixed_flops = vit_fixed_costs(space, resolution)
     return ScoresMeta(space=space.to_json(), resolution=resolution, fixed_params=fixed_params,
@@ -124,7 +124,7 @@ def rating_batches(model: PPModel, data: DataConfig, device: torch.device, block
 def rate_vit_table(model: PPModel, config: dict, blocks: list[int], data: DataConfig, device,
                    max_batches: int | None = None, generation: int = 0) -> dict[int, pa.Table]:
     """The scores table of each of ``blocks`` (not written)."""
-    from dna.build.vit import vit_path_costs
+    from dna.model.vit import vit_path_costs
 
     space = model.space
     teacher = config["teacher"]["model"] + (f"@{config['teacher']['checkpoint']}"

@@ -40,7 +40,7 @@ def default_teacher(space) -> str:
 
 def tiny_teacher_arch(resolution: int, num_classes: int = 10):
     """The architecture of ``efficientnet-tiny``: EfficientNet-B0 at half width and half depth."""
-    from dna.build.arch import EFFICIENTNET_B0, Architecture
+    from dna.model.arch import EFFICIENTNET_B0, Architecture
 
     return Architecture(EFFICIENTNET_B0, resolution=resolution, num_classes=num_classes,
                         channel_multiplier=0.5, depth_multiplier=0.5)
@@ -51,7 +51,7 @@ def create_teacher_model(cfg: TeacherConfig, resolution: int, load_weights: bool
     ``efficientnet-tiny`` (half-width, half-depth EfficientNet-B0 built here, CPU-sized). Weights
     from ``cfg.checkpoint`` / ``cfg.pretrained`` when ``load_weights``; random otherwise."""
     if cfg.model == TINY_TEACHER:
-        from dna.build.model import build_model
+        from dna.model.efficientnet import build_model
 
         if cfg.pretrained:
             raise DnaError(f"teacher {TINY_TEACHER!r} has no pretrained weights: give a checkpoint")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from dna.build.blocks import build_layer
+from dna.model.layers import build_layer
 from dna.space.mbconv import MBConvSpace, Op
 
 

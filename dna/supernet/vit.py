@@ -31,7 +31,7 @@ From the teacher's maps to tokens and back (``ViTBlockSupernet``):
   the tokens and feeds its projector).
 
 These tokenizer/readout ends are supernet scaffolding (as the MBConv supernet's teacher-width
-ends): the stand-alone model (``dna.build.vit``) has its own patch embedding and projections,
+ends): the stand-alone model (``dna.model.vit``) has its own patch embedding and projections,
 and costs are always counted on the stand-alone modules.
 """
 
@@ -141,7 +141,7 @@ class SlimViTLayer(nn.Module):
     @torch.no_grad()
     def export(self, heads: int, ratio: float) -> Block:
         """A stand-alone timm ``Block`` holding this layer's slices for (heads, ratio)."""
-        from dna.build.vit import make_layer
+        from dna.model.vit import make_layer
 
         w = heads * self.head_dim
         h = int(w * ratio)

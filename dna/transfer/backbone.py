@@ -114,7 +114,7 @@ def _is_vit_arch_uri(uri: str) -> bool:
     from dna import storage
 
     try:
-        from dna.build.vit import is_vit_arch
+        from dna.model.vit import is_vit_arch
     except ImportError:  # the ViT builder is optional
         return False
     return is_vit_arch(storage.read_json(uri))
@@ -128,7 +128,7 @@ def create_classifier(spec: str, model_kwargs: dict | None = None) -> nn.Module:
     num_classes = kwargs.pop("num_classes", None)
     try:
         if spec.endswith(".json") and _is_vit_arch_uri(spec):
-            from dna.build.vit import build_from_arch
+            from dna.model.vit import build_from_arch
 
             model = build_from_arch(spec, num_classes=num_classes, **kwargs)
         else:

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch.nn as nn
 
-from dna.build.arch import Architecture
 from dna.errors import DnaError
+from dna.model.arch import Architecture
 
 EXAMPLE_BLOCK = "ir_r2_k3_s2_e6_c24_se0.25"
 
@@ -55,7 +55,7 @@ def resolve_arch(arch: Architecture | str | dict | list) -> Architecture:
 
 def build(arch: Architecture, num_classes: int | None = None, **kwargs) -> nn.Module:
     """``build_model`` after checking every block string (a bad one is named in the error)."""
-    from dna.build.model import build_model
+    from dna.model.efficientnet import build_model
 
     check_arch_def(arch.arch_def)
     try:

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from dna.build.arch import Architecture
 from dna.errors import DnaError
+from dna.model.arch import Architecture
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 18
@@ -55,7 +55,7 @@ def _resolve(arch: Architecture | str | None, meta: dict) -> tuple[Architecture 
         if not timm.is_model(arch):
             raise DnaError(f"unknown model {arch!r}: expected an architecture .json URI or a timm model name")
         return None, arch
-    from dna.build.summary import resolve_arch
+    from dna.model.summary import resolve_arch
 
     return resolve_arch(arch), None
 
@@ -65,7 +65,7 @@ def _create(arch: Architecture | None, timm_name: str | None, num_classes: int |
 
     with set_layer_config(scriptable=True, exportable=True, no_jit=True):
         if arch is not None:
-            from dna.build.summary import build
+            from dna.model.summary import build
 
             return build(arch, num_classes=num_classes)
         import timm

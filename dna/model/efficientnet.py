@@ -8,8 +8,8 @@ import torch.nn as nn
 from timm.models._efficientnet_builder import decode_arch_def, resolve_act_layer, round_channels
 from timm.models.efficientnet import EfficientNet
 
-from dna.build.arch import Architecture
 from dna.errors import DnaError
+from dna.model.arch import Architecture
 
 
 def build_model(

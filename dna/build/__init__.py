@@ -1,1 +1,0 @@
-"""Architecture format (timm arch_def), model build, export."""
