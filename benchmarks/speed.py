@@ -9,7 +9,7 @@
    cell with a sampled path, MSE, backward, Adam) per block of `mbconv-tiny` at 32 px. On a GPU
    also bf16 autocast, channels_last and ``torch.compile`` on vs off; on CPU that code path is
    skipped with a note (the library runs fp32/contiguous there).
-4. Parallel block training on Ray: ``components.ray_blocks.fan_out_blocks("train", ...)`` of N
+4. Parallel block training on Ray: ``components.fanout.fan_out_blocks("train", ...)`` of N
    blocks concurrently vs ``dna.generation.supernet_step`` of the same blocks one after another.
 5. Teacher feature caching: not implemented (the teacher runs in every step); reported as such.
 
@@ -139,7 +139,8 @@ def bench_throughput(steps: int, batch: int, tmp: str) -> dict:
 
 # ----- Ray fan-out vs sequential -------------------------------------------------------------------
 def bench_ray(blocks: int, steps: int, tmp: str) -> dict:
-    from components import ray_blocks as rb
+    from components.fanout import fan_out_blocks
+    from components.fanout.local_ray import init_local_ray
     from dna.data import DataConfig
     from dna.generation import RunConfig, supernet_step
     from tests.helpers import tiny_teacher
@@ -157,9 +158,9 @@ def bench_ray(blocks: int, steps: int, tmp: str) -> dict:
     t_seq = time.perf_counter() - t
     # a busy shared box can take over a minute to start a worker group (Ray's default timeout: 60 s)
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
-    rb.init_local_ray()
+    init_local_ray()
     t = time.perf_counter()
-    metrics = rb.fan_out_blocks("train", cfg(f"{tmp}/ray"), 0, tcfg, blocks=ids)
+    metrics = fan_out_blocks("train", cfg(f"{tmp}/ray"), 0, tcfg, blocks=ids)
     t_ray = time.perf_counter() - t
     import ray
 

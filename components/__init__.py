@@ -1,1 +1,1 @@
-"""One KFP component per stage (thin wrappers over dna/); Ray fan-out in ray_blocks."""
+"""One KFP component per stage (thin wrappers over dna/); Ray fan-out in the fanout package."""

@@ -14,7 +14,7 @@ def rate_blocks(run_config: str, generation: int, teacher: Input[Model], superne
     ``<root>/gen<g>/scores/block=<k>/``; blocks already rated are kept."""
     from components import _runtime as rt
     from components import reports
-    from components.ray_blocks import fan_out_blocks
+    from components.fanout import fan_out_blocks
     from dna.layout import generation as layout
 
     rt.setup()

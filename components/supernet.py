@@ -10,12 +10,12 @@ from components.settings import IMAGE
 def train_supernets(run_config: str, generation: int, teacher: Input[Model], gpus_per_block: int,
                     max_concurrent_blocks: int, ray_address: str, supernets: Output[Model],
                     metrics: Output[Metrics], report: Output[Markdown]):
-    """``components.ray_blocks.fan_out_blocks("train", ...)``: every block's supernet trains as its
+    """``components.fanout.fan_out_blocks("train", ...)``: every block's supernet trains as its
     own Ray job (local Ray without an address / ``RAY_ADDRESS``; the KubeRay cluster's Jobs API
     with ``http://...:8265``). Finished blocks (stored checkpoints) are not trained again."""
     from components import _runtime as rt
     from components import reports
-    from components.ray_blocks import fan_out_blocks
+    from components.fanout import fan_out_blocks
     from dna.layout import generation as layout
 
     rt.setup()

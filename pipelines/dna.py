@@ -16,7 +16,7 @@ if __name__ == "__main__":  # run as a script: this folder must not shadow the `
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from pipelines import common  # noqa: E402
+from pipelines import cli  # noqa: E402
 from pipelines.graph import BuildOptions, build_pipeline  # noqa: E402
 
 NAME = "dna"
@@ -32,7 +32,7 @@ pipeline = build()
 
 
 def main(argv=None, **kw) -> int:
-    return common.main(argv, prog="pipelines/dna.py", description=DESCRIPTION, build=build, **kw)
+    return cli.main(argv, prog="pipelines/dna.py", description=DESCRIPTION, build=build, **kw)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ if __name__ == "__main__":  # run as a script: this folder must not shadow the `
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from pipelines import common  # noqa: E402
+from pipelines import cli  # noqa: E402
 from pipelines.graph import BuildOptions, build_pipeline  # noqa: E402
 
 NAME = "dna-plus"
@@ -32,7 +32,7 @@ def build(generations: int = DEFAULT_GENERATIONS, opts: BuildOptions | None = No
 
 
 def main(argv=None, **kw) -> int:
-    return common.main(argv, prog="pipelines/dna_plus.py", description=DESCRIPTION, build=build,
+    return cli.main(argv, prog="pipelines/dna_plus.py", description=DESCRIPTION, build=build,
                        default_generations=DEFAULT_GENERATIONS, **kw)
 
 

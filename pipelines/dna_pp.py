@@ -22,8 +22,12 @@ if __name__ == "__main__":  # run as a script: this folder must not shadow the `
 import copy  # noqa: E402
 import json  # noqa: E402
 
-from pipelines import common  # noqa: E402
+from pipelines import cli  # noqa: E402
+from pipelines.flags import UsageError  # noqa: E402
 from pipelines.graph import BuildOptions, build_pp_pipeline  # noqa: E402
+from pipelines.plan import Extras  # noqa: E402
+from pipelines.presets import SMOKE_TRANSFER  # noqa: E402
+from pipelines.run_config import parse_set, validate_run_config  # noqa: E402
 
 NAME = "dna-pp"
 DESCRIPTION = "DNA++: self-supervised block-wise ViT search with a jointly trained CNN teacher"
@@ -45,7 +49,7 @@ PRESETS: dict[str, dict] = {
                         "drop_path_rate": 0.0, "label_smoothing": 0.0, "auto_augment": None},
             "transfer": ["seg", "det"],
             "transfer_epochs": 2,
-            "transfer_options": common.SMOKE_TRANSFER,
+            "transfer_options": SMOKE_TRANSFER,
         },
         "pp": {"train": {"mode": "dnapp", "lr": 0.2, "proj_dim": 64, "proj_hidden": 64},
                "retrain": dict(_PLAIN_RETRAIN)},
@@ -87,17 +91,17 @@ PRESETS: dict[str, dict] = {
 }
 
 
-class PPExtras(common.Extras):
+class PPExtras(Extras):
     """``pp_config`` from the preset and ``--set pp.train.KEY=VALUE`` / ``pp.retrain.KEY=VALUE``."""
 
     def arguments(self, args, preset: dict) -> dict:
         pp = copy.deepcopy(preset.get("pp") or {})
-        for key, value in common.parse_set(args.set):
+        for key, value in parse_set(args.set):
             parts = key.split(".")
             if parts[0] != "pp":
                 continue
             if len(parts) < 3 or parts[1] not in ("train", "retrain"):
-                raise common.UsageError(f"--set {key}: expected pp.train.KEY=VALUE or pp.retrain.KEY=VALUE")
+                raise UsageError(f"--set {key}: expected pp.train.KEY=VALUE or pp.retrain.KEY=VALUE")
             cur = pp.setdefault(parts[1], {})
             for p in parts[2:-1]:
                 cur = cur.setdefault(p, {})
@@ -113,7 +117,7 @@ class PPExtras(common.Extras):
         space = RunConfig.from_dict(run_config).space
         if getattr(get_space(space), "kind", "mbconv") != "vit":
             raise DnaError(f"space {space!r}: DNA++ searches a ViT space (vit, vit-tiny or a ViT space .json)")
-        cfg = common.validate_run_config(run_config, remote, builtin_teachers=rt.PP_DEFAULT_TEACHERS)
+        cfg = validate_run_config(run_config, remote, builtin_teachers=rt.PP_DEFAULT_TEACHERS)
         checkpoint = cfg.teacher.checkpoint
         if remote:
             cfg.teacher.checkpoint = None
@@ -132,7 +136,7 @@ def build(generations: int = 1, opts: BuildOptions | None = None):
 
 
 def main(argv=None, **kw) -> int:
-    return common.main(argv, prog="pipelines/dna_pp.py", description=DESCRIPTION, build=build, presets=PRESETS,
+    return cli.main(argv, prog="pipelines/dna_pp.py", description=DESCRIPTION, build=build, presets=PRESETS,
                        extras=PPExtras(), **kw)
 
 

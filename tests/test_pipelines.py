@@ -14,10 +14,15 @@ from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from dna import storage
-from pipelines import common, dna_plus, dna_pp
+from pipelines import cli, dna_plus, dna_pp
 from pipelines import dna as dna_pipeline
 from pipelines.cron import CronError, explain_cron, validate_cron
+from pipelines.flags import make_parser
 from pipelines.graph import BuildOptions
+from pipelines.local_run import _HideExecutorInput
+from pipelines.parameters import pipeline_arguments
+from pipelines.presets import PRESETS
+from pipelines.submit import compile_pipeline
 
 # A two-block space (the tiny teacher's last two stages) keeps the Ray fan-outs of the local runs
 # to one wave of two jobs.
@@ -54,7 +59,7 @@ def test_pipeline_compiles_and_loads_back(tmp_path, module, generations):
 
     path = str(tmp_path / "p.yaml")
     func = module.build(generations, BuildOptions(image="reg/dna-nas:1", pvc_mount="/mnt/dna"))
-    common.compile_pipeline(func, path, {"gpus": 1})
+    compile_pipeline(func, path, {"gpus": 1})
     loaded = load_component_from_file(path)
     assert loaded.name == module.NAME
     d, spec, k8s = load_yaml(path)
@@ -116,7 +121,7 @@ def test_compile_with_preset_sets_defaults(tmp_path):
     d, _, k8s = load_yaml(path)
     params = d["root"]["inputDefinitions"]["parameters"]
     cfg = json.loads(params["run_config"]["defaultValue"])
-    preset = common.PRESETS["cifar"]
+    preset = PRESETS["cifar"]
     assert cfg["space"] == preset["run"]["space"] == "mbconv" and cfg["data"]["uri"] == "s3://data/cifar10"
     assert cfg["block_epochs"] == preset["run"]["block_epochs"] and cfg["max_params"] == 2_000_000
     assert cfg["generations"] == 2 and cfg["root"] == ""       # resolved in the cluster: $DNA_RUN_ROOT/<run id>
@@ -163,7 +168,7 @@ def test_bad_input_fails_before_any_work(tmp_path, monkeypatch, capsys, argv, me
 def test_dna_pp_bad_input_fails_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KFP_HOST", raising=False)
-    monkeypatch.setattr(common, "run_local", lambda *a, **k: pytest.fail("bad input reached the run"))
+    monkeypatch.setattr(cli, "run_local", lambda *a, **k: pytest.fail("bad input reached the run"))
     assert dna_pp.main(argv) == 2
     assert message in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "runs")
@@ -211,7 +216,7 @@ def test_submit_builds_the_run_request(monkeypatch):
     cfg = json.loads(args["run_config"])
     assert cfg["root"] == "s3://bucket/runs/a" and cfg["generations"] == 1 and cfg["space"] == "mbconv-tiny"
     assert args["gpus"] == 1 and args["ray_address"] == "http://dna-ray-head-svc:8265"
-    assert set(args) == set(common.pipeline_arguments(common.make_parser("x", "", False).parse_args([]), "").keys())
+    assert set(args) == set(pipeline_arguments(make_parser("x", "", False).parse_args([]), "").keys())
     assert "http://kfp:8080/#/runs/details/run-123" in out.getvalue()
 
 
@@ -292,7 +297,7 @@ def test_local_runs_dna_then_dna_plus_resuming(tmp_path, monkeypatch):
 
 def test_local_output_hides_executor_input():
     buf = io.StringIO()
-    f = common._HideExecutorInput(buf)
+    f = _HideExecutorInput(buf)
     f.write("a\n    [KFP Executor t INFO]: Got executor_input:\n    {\n        \"inputs\": {\n")
     f.write("        }\n    }\n    [dna] progress\npartial")
     f.flush()

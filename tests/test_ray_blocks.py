@@ -1,4 +1,4 @@
-"""Block fan-out on Ray (components/ray_blocks.py): concurrency, fault resume, rating, Jobs API.
+"""Block fan-out on Ray (components/fanout/): concurrency, fault resume, rating, Jobs API.
 
 One local Ray session for the module (start-up is seconds, every TorchTrainer.fit ~20 s on two
 cores), so the fits are few: one training fan-out (shared by the concurrency and rating tests),
@@ -13,7 +13,11 @@ import shlex
 
 import pytest
 
-from components import ray_blocks as rb
+from components.fanout import fan_out_blocks, jobs
+from components.fanout.cli import load_spec
+from components.fanout.fault import FAULT_ENV, fault_marker
+from components.fanout.local_ray import init_local_ray
+from components.fanout.spec import FanOut, FanOutError, data_parallel_supported
 from dna import storage
 from dna.errors import DnaError
 from dna.generation import RunConfig
@@ -32,7 +36,7 @@ def _cfg(root, epochs: int) -> RunConfig:
 def ray_session():
     import ray
 
-    rb.init_local_ray(num_cpus=2)
+    init_local_ray(num_cpus=2)
     yield
     ray.shutdown()
 
@@ -43,7 +47,7 @@ def trained(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("fanout")
     teacher = tiny_teacher(str(root))
     cfg = _cfg(root, epochs=1)
-    metrics = rb.fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1], max_failures=1)
+    metrics = fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1], max_failures=1)
     return cfg, teacher, metrics
 
 
@@ -75,18 +79,18 @@ def test_fan_out_trains_blocks_concurrently_into_run_storage(trained):
     summary = storage.read_json(storage.join(gen.supernets, "fanout-train.json"))
     assert summary["task"] == "train" and sorted(summary["blocks"]) == ["0", "1"]
     # finished blocks are read back from storage: no Ray work, same metrics
-    again = rb.fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1])
+    again = fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1])
     assert all(again[k]["cached"] and again[k]["loss"] == metrics[k]["loss"] for k in (0, 1))
 
 
 def test_killed_block_resumes_from_checkpoint_other_block_untouched(ray_session, tmp_path, monkeypatch):
     teacher = tiny_teacher(str(tmp_path))
     cfg = _cfg(tmp_path, epochs=2)
-    monkeypatch.setenv(rb.FAULT_ENV, "1:1")           # block 1's worker dies after epoch 1
-    metrics = rb.fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1], max_failures=2)
+    monkeypatch.setenv(FAULT_ENV, "1:1")           # block 1's worker dies after epoch 1
+    metrics = fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1], max_failures=2)
     gen = generation(cfg.root, 0)
 
-    marker = storage.read_json(rb.fault_marker(gen.block(1), 1))     # the first attempt died ...
+    marker = storage.read_json(fault_marker(gen.block(1), 1))     # the first attempt died ...
     assert marker["trained_epochs"] == [1] and marker["resumed_from_epoch"] == 0
     faulted = metrics[1]                                              # ... the second resumed
     assert faulted["ray"]["attempts"] == 2
@@ -96,7 +100,7 @@ def test_killed_block_resumes_from_checkpoint_other_block_untouched(ray_session,
     other = metrics[0]                                                # trained once, start to end
     assert other["ray"]["attempts"] == 1
     assert other["ray"]["resumed_from_epoch"] == 0 and other["ray"]["trained_epochs"] == [1, 2]
-    assert not storage.exists(rb.fault_marker(gen.block(0), 1))
+    assert not storage.exists(fault_marker(gen.block(0), 1))
     for k in (0, 1):
         assert storage.load_torch(checkpoint_uri(gen.block(k)))["epoch"] == 2
 
@@ -105,7 +109,7 @@ def test_rating_fan_out_writes_partitions(trained):
     from dna.rate.scores import read_scores
 
     cfg, teacher, _ = trained
-    out = rb.fan_out_blocks("rate", cfg, 0, teacher, blocks=[0, 1])
+    out = fan_out_blocks("rate", cfg, 0, teacher, blocks=[0, 1])
     gen = generation(cfg.root, 0)
     for k in (0, 1):
         assert out[k]["blocks"] == [k] and out[k]["rows"] > 0
@@ -113,13 +117,13 @@ def test_rating_fan_out_writes_partitions(trained):
     table, meta = read_scores(gen.scores)
     assert sorted(set(table.column("block").to_pylist())) == [0, 1]
     assert table.num_rows == out[0]["rows"] + out[1]["rows"]
-    assert rb.fan_out_blocks("rate", cfg, 0, teacher, blocks=[0, 1])[1]["cached"]
+    assert fan_out_blocks("rate", cfg, 0, teacher, blocks=[0, 1])[1]["cached"]
 
 
 def test_block_that_cannot_fit_local_ray_is_refused(ray_session, tmp_path):
     teacher = tiny_teacher(str(tmp_path))
     with pytest.raises(DnaError, match="needs 1.01 CPUs and 1 GPUs"):     # no GPU in this session
-        rb.fan_out_blocks("train", _cfg(tmp_path, epochs=1), 0, teacher, blocks=[0], use_gpu=True)
+        fan_out_blocks("train", _cfg(tmp_path, epochs=1), 0, teacher, blocks=[0], use_gpu=True)
 
 
 # ----- Ray Jobs API (fake client: no cluster) ---------------------------------------------------
@@ -143,7 +147,7 @@ class FakeJobClient:
     def submit_job(self, **kw):
         self.submitted.append(kw)
         # what the job does on the cluster: the fan-out writes its metrics to the run storage
-        spec = rb.load_spec(shlex.split(kw["entrypoint"])[-1])
+        spec = load_spec(shlex.split(kw["entrypoint"])[-1])
         storage.write_json({"name": spec.name, "task": spec.task, "generation": spec.generation,
                             "blocks": {str(k): {"block": k, "loss": 0.5 + k} for k in spec.blocks}},
                            spec.result_uri)
@@ -166,8 +170,8 @@ def fake_jobs(monkeypatch):
 
     FakeJobClient.instances = []
     monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", FakeJobClient)
-    monkeypatch.setattr(rb, "JOB_POLL_S", 0.0)
-    for k in ("RAY_ADDRESS", rb.FAULT_ENV, rb.IN_JOB_ENV, *rb.STORAGE_ENV):
+    monkeypatch.setattr(jobs, "JOB_POLL_S", 0.0)
+    for k in ("RAY_ADDRESS", FAULT_ENV, jobs.IN_JOB_ENV, *jobs.STORAGE_ENV):
         monkeypatch.delenv(k, raising=False)
     return FakeJobClient
 
@@ -177,11 +181,11 @@ def test_jobs_api_submission(fake_jobs, tmp_path, monkeypatch):
     monkeypatch.setenv("DNA_S3_ENDPOINT", "http://minio:9000")
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-forwarded")
-    monkeypatch.setenv(rb.FAULT_ENV, "1:1")
+    monkeypatch.setenv(FAULT_ENV, "1:1")
     teacher = tiny_teacher(str(tmp_path))
     cfg = _cfg(tmp_path, epochs=2)
 
-    out = rb.fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1], workers_per_block=1,
+    out = fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1], workers_per_block=1,
                             use_gpu=True, max_concurrent=1, max_failures=3)
 
     (client,) = fake_jobs.instances
@@ -190,7 +194,7 @@ def test_jobs_api_submission(fake_jobs, tmp_path, monkeypatch):
     sid = sub["submission_id"]
     assert re.fullmatch(r"dna-train-g0-[0-9a-f]{10}", sid)
     argv = shlex.split(sub["entrypoint"])
-    assert argv[:4] == ["python", "-m", "components.ray_blocks", "--config"] and len(argv) == 5
+    assert argv[:4] == ["python", "-m", "components.fanout", "--config"] and len(argv) == 5
     payload = json.loads(argv[4])
     assert payload["task"] == "train" and payload["generation"] == 0 and payload["blocks"] == [0, 1]
     assert payload["name"] == sid and payload["fault"] == "1:1"
@@ -199,8 +203,8 @@ def test_jobs_api_submission(fake_jobs, tmp_path, monkeypatch):
     assert RunConfig.from_dict(payload["run"]) == cfg
     assert TeacherConfig(**payload["teacher"]) == teacher
     assert sub["runtime_env"] == {"env_vars": {"DNA_S3_ENDPOINT": "http://minio:9000",
-                                               "AWS_REGION": "eu-west-1", rb.IN_JOB_ENV: "1",
-                                               rb.FAULT_ENV: "1:1"}}
+                                               "AWS_REGION": "eu-west-1", jobs.IN_JOB_ENV: "1",
+                                               FAULT_ENV: "1:1"}}
     assert sub["metadata"] == {"dna_root": cfg.root, "dna_generation": "0", "dna_task": "train",
                                "dna_blocks": "0,1"}
     assert client.polled == [sid] * 3                                  # polled until SUCCEEDED
@@ -212,38 +216,38 @@ def test_jobs_api_failure_and_attach(fake_jobs, tmp_path):
 
     teacher = tiny_teacher(str(tmp_path))
     cfg = _cfg(tmp_path, epochs=1)
-    spec = rb.FanOut(task="rate", run=cfg, generation=0, teacher=teacher, blocks=[1])
+    spec = FanOut(task="rate", run=cfg, generation=0, teacher=teacher, blocks=[1])
 
     failing = FakeJobClient("http://head:8265", statuses=("RUNNING", "FAILED"))
-    with pytest.raises(rb.FanOutError, match=r"ended FAILED(.|\n)*Traceback: boom"):
-        rb.submit_job(spec, "http://head:8265", client=failing, log=lambda s: None)
+    with pytest.raises(FanOutError, match=r"ended FAILED(.|\n)*Traceback: boom"):
+        jobs.submit_job(spec, "http://head:8265", client=failing, log=lambda s: None)
 
     # a live job of the same fan-out (a retried pipeline task): wait for it, submit nothing
     job = type("Job", (), {"submission_id": "dna-rate-g0-earlier", "status": JobStatus.RUNNING,
-                           "metadata": rb.job_metadata(spec)})()
+                           "metadata": jobs.job_metadata(spec)})()
     attach = FakeJobClient("http://head:8265", statuses=("RUNNING", "SUCCEEDED"), running=[job])
     storage.write_json({"name": "dna-rate-g0-earlier", "blocks": {"1": {"rows": 7}}}, spec.result_uri)
-    assert rb.submit_job(spec, "http://head:8265", client=attach, log=lambda s: None) == {1: {"rows": 7}}
+    assert jobs.submit_job(spec, "http://head:8265", client=attach, log=lambda s: None) == {1: {"rows": 7}}
     assert attach.submitted == [] and attach.polled == ["dna-rate-g0-earlier"] * 2
 
 
 def test_bad_input_fails_before_ray(tmp_path, monkeypatch):
     teacher = tiny_teacher(str(tmp_path))
     cfg = _cfg(tmp_path, epochs=1)
-    monkeypatch.delenv(rb.FAULT_ENV, raising=False)
+    monkeypatch.delenv(FAULT_ENV, raising=False)
     with pytest.raises(DnaError, match="task="):
-        rb.fan_out_blocks("search", cfg, 0, teacher)
+        fan_out_blocks("search", cfg, 0, teacher)
     with pytest.raises(DnaError, match="block"):
-        rb.fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 99])
+        fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 99])
     with pytest.raises(DnaError, match="max_failures"):
-        rb.fan_out_blocks("train", cfg, 0, teacher, blocks=[0], max_failures=-1)
-    if not rb.data_parallel_supported():
+        fan_out_blocks("train", cfg, 0, teacher, blocks=[0], max_failures=-1)
+    if not data_parallel_supported():
         with pytest.raises(DnaError, match="workers_per_block=2"):
-            rb.fan_out_blocks("train", cfg, 0, teacher, blocks=[0], workers_per_block=2)
-    monkeypatch.setenv(rb.FAULT_ENV, "one:1")
-    with pytest.raises(DnaError, match=rb.FAULT_ENV):
-        rb.fan_out_blocks("train", cfg, 0, teacher, blocks=[0])
-    spec = rb.FanOut(task="train", run=cfg, generation=0, teacher=teacher, blocks=[0, 1], fault="0:2")
-    assert rb.load_spec(json.dumps(spec.to_dict())) == spec
+            fan_out_blocks("train", cfg, 0, teacher, blocks=[0], workers_per_block=2)
+    monkeypatch.setenv(FAULT_ENV, "one:1")
+    with pytest.raises(DnaError, match=FAULT_ENV):
+        fan_out_blocks("train", cfg, 0, teacher, blocks=[0])
+    spec = FanOut(task="train", run=cfg, generation=0, teacher=teacher, blocks=[0, 1], fault="0:2")
+    assert load_spec(json.dumps(spec.to_dict())) == spec
     with pytest.raises(DnaError, match="--config"):
-        rb.load_spec("{not json")
+        load_spec("{not json")

@@ -1,0 +1,33 @@
+"""Fault injection for tests and chaos drills: ``DNA_FAULT_BLOCK=<k>:<epoch>``.
+
+Read where the fan-out starts and forwarded to the job, it makes block ``k``'s rank-0 worker die
+with ``os._exit(1)`` right after the checkpoint of epoch ``<epoch>`` (1-based) is stored, on its
+first attempt only: before dying it writes the marker ``<gen>/supernet/block<k>/fault-epoch<epoch>.json``
+(the epochs that attempt trained), and an attempt that finds the marker carries on. Ray Train
+then restarts the block's worker group, which resumes from the stored checkpoint. Training only;
+rating ignores it.
+"""
+
+from __future__ import annotations
+
+from dna import storage
+from dna.errors import DnaError
+
+FAULT_ENV = "DNA_FAULT_BLOCK"
+
+
+def parse_fault(spec: str | None) -> tuple[int, int] | None:
+    """``"k:epoch"`` -> (block, 1-based epoch); None or empty -> None."""
+    if not spec:
+        return None
+    try:
+        k, e = (int(x) for x in spec.split(":"))
+    except ValueError:
+        raise DnaError(f"{FAULT_ENV}={spec!r}: expected '<block>:<epoch>', e.g. '1:1'") from None
+    if k < 0 or e < 1:
+        raise DnaError(f"{FAULT_ENV}={spec!r}: expected block >= 0 and epoch >= 1")
+    return k, e
+
+
+def fault_marker(block_out: str, epoch: int) -> str:
+    return storage.join(block_out, f"fault-epoch{epoch}.json")

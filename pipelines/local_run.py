@@ -1,0 +1,98 @@
+"""A whole pipeline here, on KFP's own local runner (one subprocess per task), with one local Ray."""
+
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _HideExecutorInput:
+    """A stdout filter for local runs: drops the JSON executor input KFP's executor logs for every
+    task (tens of lines each; it is in the task's folder under ``<root>/kfp/``)."""
+
+    def __init__(self, stream):
+        self.stream, self.skip, self.buf = stream, False, ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            if self.skip:
+                self.skip = line.rstrip() != "    }"
+            elif line.rstrip().endswith("Got executor_input:"):
+                self.skip = True
+            else:
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buf and not self.skip:
+            self.stream.write(self.buf)
+        self.buf = ""
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callable[[str], Any] = print,
+              verbose: bool = False) -> dict:
+    """The whole pipeline here, on KFP's local runner; returns the run's summary.json."""
+    import kfp.local
+
+    from dna import storage
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # One torch thread per process: tasks and Ray workers share the few local cores, and torch's
+    # default (a thread per core, spinning) is many times slower on a busy CPU.
+    os.environ.setdefault("DNA_TORCH_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ["DNA_TORCH_THREADS"])
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p)
+    if os.path.isfile("dna.py") or os.path.abspath(os.getcwd()) == os.path.join(REPO_ROOT, "pipelines"):
+        os.chdir(REPO_ROOT)        # component subprocesses import `dna` from the working directory
+    local_root = storage.local_path(root) if not storage.is_s3(root) else None
+    kfp_root = os.path.join(local_root, "kfp") if local_root else tempfile.mkdtemp(prefix="dna-kfp-")
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=kfp_root,
+                   raise_on_error=True)
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+    t0 = time.time()
+    log(f"running pipeline {pipeline_func.name!r} locally (KFP local runner, one subprocess per task); "
+        f"run root {root}")
+    ray = None
+    if not arguments.get("ray_address") and not os.environ.get("RAY_ADDRESS") and "ray_address" in arguments:
+        ray = start_local_ray(log)
+    stdout = sys.stdout
+    if not verbose:
+        sys.stdout = _HideExecutorInput(stdout)
+    try:
+        pipeline_func(**arguments)
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.flush()
+            sys.stdout = stdout
+        if ray is not None:
+            ray.shutdown()
+            os.environ.pop("RAY_ADDRESS", None)
+    summary = storage.read_json(storage.join(root, "summary.json"))
+    summary["seconds"] = time.time() - t0
+    summary["kfp_outputs"] = kfp_root
+    return summary
+
+
+def start_local_ray(log: Callable[[str], Any] = print):
+    """One local Ray for every task of a local run (``RAY_ADDRESS`` for the task subprocesses),
+    instead of a Ray started and stopped by each fan-out task; stopped when the run ends."""
+    import ray
+
+    from components.fanout.local_ray import init_local_ray
+
+    init_local_ray(log_to_driver=False)
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    log(f"local Ray for the block fan-outs: {os.environ['RAY_ADDRESS']}")
+    return ray

@@ -1,0 +1,101 @@
+"""What a command line asks for, checked whole before anything runs: mode, run config, parameters."""
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+from pipelines.flags import UsageError
+from pipelines.parameters import pipeline_arguments
+from pipelines.presets import PRESETS
+from pipelines.run_config import build_run_config, validate_run_config
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a command line asks for, fully checked."""
+
+    mode: str                       # local | compile | submit | schedule (compile may go with submit)
+    run_config: dict
+    arguments: dict[str, Any]
+    generations: int
+    host: str | None = None
+    compile_path: str | None = None
+    cron: str | None = None
+    cron_text: str | None = None
+    run_name: str | None = None
+
+
+class Extras:
+    """Hooks of a pipeline with parameters beyond the run config (DNA++): more parameters from
+    the preset and ``--set <section>.KEY=VALUE``, checked before any work."""
+
+    def arguments(self, args: argparse.Namespace, preset: dict) -> dict[str, Any]:
+        return {}
+
+    def validate(self, run_config: dict, arguments: dict[str, Any], remote: bool) -> None:
+        cfg = validate_run_config(run_config, remote=remote)
+        if arguments.get("scale_retrain"):
+            from components._runtime import with_retrain
+            from dna.generation import _retrain_config
+
+            scaled = with_retrain(cfg, arguments["scale_retrain"]).retrain
+            _retrain_config(scaled, "model.json", "out", cfg.data, cfg.seed, cfg.device).validate()
+
+
+def make_plan(args: argparse.Namespace, default_generations: int | None, presets: dict[str, dict] | None = None,
+              extras: Extras | None = None) -> Plan:
+    """Check the whole command line (raises UsageError / DnaError) before anything runs."""
+    presets = presets or PRESETS
+    extras = extras or Extras()
+    from pipelines.cron import explain_cron, validate_cron
+
+    host = args.host or os.environ.get("KFP_HOST") or None
+    cron = None
+    cron_text = None
+    if args.schedule is not None:
+        if not host:
+            raise UsageError("--schedule needs a KFP server: give --host URL (or set KFP_HOST)")
+        cron = validate_cron(args.schedule)
+        cron_text = explain_cron(cron)
+        if args.root:
+            raise UsageError("--schedule with --root: every scheduled run would reuse that root and find the "
+                             "first run's outputs; leave --root out so each run gets $DNA_RUN_ROOT/<run id>")
+    if host and not host.startswith(("http://", "https://")):
+        raise UsageError(f"--host {host!r}: expected a URL such as https://kfp.example.com")
+    if args.image is not None and not args.image.strip():
+        raise UsageError("--image: expected an image reference such as REGISTRY/dna-nas:TAG")
+    gens = getattr(args, "generations", None)
+    generations = default_generations if default_generations is not None else 1
+    if gens is not None:
+        generations = gens
+    elif default_generations is not None:
+        generations = presets[args.preset]["generations"]
+    if generations < 1:
+        raise UsageError(f"--generations {generations}: expected an integer >= 1")
+    remote = bool(host or args.compile)
+    mode = "schedule" if cron else "submit" if host else "compile" if args.compile else "local"
+    if mode == "local":
+        root = args.root or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+        from dna import storage
+
+        root = root if storage.is_s3(root) else os.path.abspath(root)
+    else:
+        root = args.root or ""
+    d = build_run_config(args, root, generations, presets)
+    cfg_d = dict(d)
+    if not cfg_d["root"]:
+        cfg_d["root"] = "s3://placeholder/validated-in-cluster"
+    args_ = pipeline_arguments(args, json.dumps(d, sort_keys=True), presets)
+    args_.update(extras.arguments(args, presets[args.preset]))
+    extras.validate(cfg_d, args_, remote)
+    if mode == "local" and args_["gpus_per_block"] > 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--gpus-per-block {args_['gpus_per_block']}: this machine has no CUDA GPU for a local "
+                             "run (use 0, or run on a cluster with --host)")
+    return Plan(mode=mode, run_config=d, arguments=args_, generations=generations, host=host,
+                compile_path=args.compile, cron=cron, cron_text=cron_text, run_name=args.run_name)

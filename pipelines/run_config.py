@@ -1,0 +1,150 @@
+"""The run config of a command line: a preset with the flags applied, and its checks."""
+
+import argparse
+import copy
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pipelines.flags import UsageError, positive_int
+from pipelines.presets import PRESETS
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# run config values that are open maps (their keys are checked by RunConfig.validate)
+OPEN_SECTIONS = ("transfer_options",)
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    open_map = keys[0] in OPEN_SECTIONS
+    cur = d
+    for k in keys[:-1]:
+        if open_map and k not in cur:
+            cur[k] = {}
+        if not isinstance(cur.get(k), dict):
+            raise UsageError(f"--set {dotted}: {k!r} is not a section of the run config")
+        cur = cur[k]
+    if keys[-1] not in cur and not (open_map and len(keys) > 1):
+        raise UsageError(f"--set {dotted}: unknown run config key {keys[-1]!r} "
+                         f"(expected one of {sorted(cur)})")
+    cur[keys[-1]] = value
+
+
+def parse_set(items: Sequence[str]) -> list[tuple[str, Any]]:
+    """``KEY=VALUE`` (VALUE as JSON, else a string) -> pairs."""
+    out = []
+    for item in items or ():
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. data.train_size=512")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def _count(value: str | None, name: str):
+    if value is None:
+        return None
+    from dna.search.run import parse_count
+
+    return parse_count(value, name)
+
+
+def build_run_config(args: argparse.Namespace, root: str, generations: int,
+                     presets: dict[str, dict] | None = None) -> dict:
+    """The RunConfig dict of a preset with the command-line flags applied (not validated yet)."""
+    from dna.generation import RunConfig
+
+    preset = (presets or PRESETS)[args.preset]
+    d = _merge(RunConfig(root=root).to_dict(), preset["run"])
+    d["root"] = root
+    d["generations"] = generations
+    if args.space:
+        d["space"] = args.space
+    if args.data:
+        d["data"]["uri"] = args.data
+    if args.teacher:
+        d["teacher"] = {"model": args.teacher, "checkpoint": None, "pretrained": False, "num_classes": None}
+    if args.teacher_checkpoint:
+        d["teacher"]["checkpoint"] = args.teacher_checkpoint
+        d["teacher"]["pretrained"] = False
+    if args.max_params is not None:
+        d["max_params"] = _count(args.max_params, "--max-params")
+    if args.max_flops is not None:
+        d["max_flops"] = _count(args.max_flops, "--max-flops")
+    positive_int(args.epochs, "--epochs")
+    positive_int(args.retrain_epochs, "--retrain-epochs")
+    if args.epochs is not None:
+        d["block_epochs"] = args.epochs
+    if args.retrain_epochs is not None:
+        d["retrain"]["epochs"] = args.retrain_epochs
+    if args.transfer is not None:
+        tasks = [t.strip() for t in args.transfer.split(",") if t.strip()]
+        d["transfer"] = [] if tasks in ([], ["none"]) else tasks
+    if args.seed is not None:
+        d["seed"] = args.seed
+    for key, value in parse_set(args.set):
+        if key.split(".", 1)[0] not in EXTRA_SECTIONS:
+            _set_path(d, key, value)
+    return d
+
+
+# --set keys starting with one of these go to a pipeline's extra config (e.g. DNA++'s pp_config).
+EXTRA_SECTIONS = ("pp",)
+
+
+
+def validate_run_config(d: dict, remote: bool, builtin_teachers: tuple[str, ...] | None = None) -> Any:
+    """A checked :class:`dna.generation.RunConfig` (raises :class:`dna.errors.DnaError`).
+
+    ``remote``: the run happens in a cluster, so URIs are not opened from here (this machine may
+    have no access to the cluster's storage). ``builtin_teachers``: the teacher names that stand
+    for the pipeline's own default teacher, which takes no weights (default: DNA's tiny teacher)."""
+    import timm
+
+    from dna import storage
+    from dna.errors import DnaError
+    from dna.generation import TINY_TEACHERS, RunConfig, _retrain_config
+
+    builtin_teachers = TINY_TEACHERS if builtin_teachers is None else builtin_teachers
+    cfg = RunConfig.from_dict(d)
+    checkpoint = cfg.teacher.checkpoint
+    model = cfg.teacher.model
+    if model in builtin_teachers and (checkpoint or cfg.teacher.pretrained):
+        raise DnaError("--teacher-checkpoint / pretrained need --teacher: the timm name or architecture .json "
+                       "URI the weights belong to")
+    if model.endswith(".json"):
+        if not remote:
+            storage.check_readable(model)
+    elif model not in builtin_teachers and not timm.is_model(model):
+        raise DnaError(f"teacher {model!r}: expected {' or '.join(repr(t) for t in builtin_teachers if t)} (the "
+                       "default), a timm model name (e.g. efficientnet_b1) or an architecture .json URI")
+    if remote and checkpoint:
+        cfg.teacher.checkpoint = None
+    try:
+        cfg.validate()
+    finally:
+        cfg.teacher.checkpoint = checkpoint
+    if not cfg.data.is_builtin and not remote:
+        storage.check_readable(cfg.data.uri)
+    for name in ("teacher_train", "retrain"):
+        try:
+            _retrain_config(getattr(cfg, name), "model.json", "out", cfg.data, cfg.seed, cfg.device).validate()
+        except DnaError as exc:
+            raise DnaError(f"{name}: {exc}") from None
+    if cfg.transfer_epochs < 1:
+        raise DnaError(f"transfer_epochs={cfg.transfer_epochs}: expected >= 1")
+    return cfg
