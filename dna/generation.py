@@ -172,8 +172,9 @@ def block_config(cfg: RunConfig, g: int, block: int, teacher: TeacherConfig):
 
 
 def supernet_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[int] | None = None,
-                  progress: Callable | None = None) -> list[dict]:
-    """Train the block supernets one after another (the pipelines fan them out on Ray instead)."""
+                  on_epoch_end: Callable | None = None) -> list[dict]:
+    """Train the block supernets one after another (the pipelines fan them out on Ray instead);
+    ``on_epoch_end`` as in :func:`dna.train.block.train_block` (its metrics name the block)."""
     from dna.train.block import build_block_teacher, train_block
 
     space = get_space(cfg.space)
@@ -181,8 +182,7 @@ def supernet_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[i
     blocks = list(range(len(space.blocks))) if blocks is None else blocks
     out = []
     for k in blocks:
-        out.append(train_block(block_config(cfg, g, k, teacher), teacher=bt,
-                               progress=(lambda k=k, **kw: progress(block=k, **kw)) if progress else None))
+        out.append(train_block(block_config(cfg, g, k, teacher), teacher=bt, on_epoch_end=on_epoch_end))
     return out
 
 

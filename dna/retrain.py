@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from dna.data import DataConfig
 from dna.device import autocast, check_device, resolve_device
 from dna.errors import DnaError, check_keys, field_names
+from dna.progress import OnEpochEnd, epoch_end
 from dna.teacher import TeacherConfig
 
 PAPER_LR = 0.256
@@ -387,35 +388,109 @@ def cached_metrics(out: str, arch: dict, num_classes: int, epochs: int) -> dict 
     return dict(stored, status="cached") if int(stored.get("epochs", 0)) >= epochs else None
 
 
+def _resume(run: Fit, ckpt_uri: str) -> tuple[int, list[dict], int]:
+    """(epoch, history, update step) of the run stored at ``ckpt_uri`` (loaded into ``run``);
+    (0, [], 0) without one."""
+    from dna import storage
+
+    if not storage.exists(ckpt_uri):
+        return 0, [], 0
+    ck = storage.load_torch(ckpt_uri, map_location=run.device)
+    if ck.get("arch") != run.arch or ck.get("num_classes") != run.num_classes:
+        raise DnaError(f"{ckpt_uri} is a run of another model or data set; use a fresh out folder")
+    try:
+        run.net.load_state_dict(ck["model"])
+        run.optimizer.load_state_dict(ck["optimizer"])
+        if run.scheduler is not None and ck.get("scheduler") is not None:
+            run.scheduler.load_state_dict(ck["scheduler"])
+        if run.ema is not None and ck.get("ema") is not None:
+            run.ema.module.load_state_dict(ck["ema"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise DnaError(f"cannot resume from {ckpt_uri}: {exc}; use a fresh out folder") from exc
+    return int(ck["epoch"]), list(ck["history"]), int(ck.get("step", 0))
+
+
+def _train_epoch(run: Fit, batch_loss: Callable, epoch: int, step: int) -> tuple[float, int, int]:
+    """One pass over (at most ``run.updates`` batches of) the train split: (loss sum, samples,
+    update step)."""
+    net, optimizer, scheduler, ema, device = run.net, run.optimizer, run.scheduler, run.ema, run.device
+    net.train()
+    loss_sum, seen = 0.0, 0
+    for i, (x, y) in enumerate(run.train_loader):
+        if i >= run.updates:
+            break
+        loss, n = batch_loss(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+        if not torch.isfinite(loss):
+            raise DnaError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}: "
+                           f"lower the learning rate (lr={run.lr:g})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if run.clip_grad is not None:
+            nn.utils.clip_grad_norm_(net.parameters(), run.clip_grad)
+        optimizer.step()
+        step += 1
+        if scheduler is not None:
+            scheduler.step_update(num_updates=step)
+        if ema is not None:
+            ema.update(net, step=step)
+        loss_sum += loss.item() * n
+        seen += n
+    return loss_sum, seen, step
+
+
+def _end_epoch(run: Fit, epoch: int, step: int, train_loss: float, t0: float, history: list[dict],
+               ckpt_uri: str) -> dict[str, Any]:
+    """Evaluate, append the epoch's row to ``history``, store the checkpoint and the curves;
+    returns the row."""
+    from dna import storage
+
+    net, optimizer, scheduler, ema, device = run.net, run.optimizer, run.scheduler, run.ema, run.device
+    top1, top5, val_loss = evaluate(net, run.val_loader, device, run.amp)
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_top1": top1,
+        "val_top5": top5,
+        "lr": optimizer.param_groups[0]["lr"],
+    }
+    if ema is not None:
+        row["ema_top1"], row["ema_top5"], _ = evaluate(ema.module, run.val_loader, device, run.amp)
+    row["time_s"] = round(time.time() - t0, 3)
+    history.append(row)
+    storage.save_torch({
+        "model": _cpu_state(net),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "ema": _cpu_state(ema.module) if ema is not None else None,
+        "epoch": epoch + 1,
+        "step": step,
+        "history": history,
+        "arch": run.arch,
+        "num_classes": run.num_classes,
+        "config": run.config,
+    }, ckpt_uri)
+    write_curves(history, run.out)
+    return row
+
+
 def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]],
-        describe: dict[str, Any]) -> dict[str, Any]:
+        describe: dict[str, Any], on_epoch_end: OnEpochEnd | None = None) -> dict[str, Any]:
     """Resume from ``out/checkpoint.pt``, train the remaining epochs and write ``model.pt``,
     ``metrics.json`` and the curves; returns the metrics (``describe`` adds the run's own fields).
 
     ``batch_loss(x, y)`` (both on the device) returns the training loss of one batch and the
     number of samples it covers. Per-epoch seeds make an epoch's shuffle and augmentation the same
     whether or not the run was resumed; the schedule steps per update; every epoch ends with an
-    evaluation, a checkpoint and the curves.
+    evaluation, a checkpoint and the curves, then ``on_epoch_end`` (:mod:`dna.progress`) gets the
+    epoch's history row, ``loss`` (the training loss), ``seconds``, ``images_per_s`` and
+    ``checkpoint``.
     """
     from dna import storage
 
-    net, optimizer, scheduler, ema, device = run.net, run.optimizer, run.scheduler, run.ema, run.device
+    net, scheduler, ema = run.net, run.scheduler, run.ema
     ckpt_uri = storage.join(run.out, CHECKPOINT)
-    start, history, step = 0, [], 0
-    if storage.exists(ckpt_uri):
-        ck = storage.load_torch(ckpt_uri, map_location=device)
-        if ck.get("arch") != run.arch or ck.get("num_classes") != run.num_classes:
-            raise DnaError(f"{ckpt_uri} is a run of another model or data set; use a fresh out folder")
-        try:
-            net.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            if scheduler is not None and ck.get("scheduler") is not None:
-                scheduler.load_state_dict(ck["scheduler"])
-            if ema is not None and ck.get("ema") is not None:
-                ema.module.load_state_dict(ck["ema"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise DnaError(f"cannot resume from {ckpt_uri}: {exc}; use a fresh out folder") from exc
-        start, history, step = int(ck["epoch"]), list(ck["history"]), int(ck.get("step", 0))
+    start, history, step = _resume(run, ckpt_uri)
     resumed_from = start
 
     t_start = time.time()
@@ -424,56 +499,14 @@ def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch
         torch.manual_seed(run.seed * 1_000_003 + epoch)
         if run.train_loader.generator is not None:
             run.train_loader.generator.manual_seed(run.seed * 1_000_003 + epoch)
-        net.train()
-        loss_sum, seen = 0.0, 0
-        for i, (x, y) in enumerate(run.train_loader):
-            if i >= run.updates:
-                break
-            loss, n = batch_loss(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-            if not torch.isfinite(loss):
-                raise DnaError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}: "
-                               f"lower the learning rate (lr={run.lr:g})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if run.clip_grad is not None:
-                nn.utils.clip_grad_norm_(net.parameters(), run.clip_grad)
-            optimizer.step()
-            step += 1
-            if scheduler is not None:
-                scheduler.step_update(num_updates=step)
-            if ema is not None:
-                ema.update(net, step=step)
-            loss_sum += loss.item() * n
-            seen += n
+        loss_sum, seen, step = _train_epoch(run, batch_loss, epoch, step)
+        train_s = time.time() - t0
         if scheduler is not None:
             scheduler.step(epoch + 1)
-
-        top1, top5, val_loss = evaluate(net, run.val_loader, device, run.amp)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(seen, 1),
-            "val_loss": val_loss,
-            "val_top1": top1,
-            "val_top5": top5,
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        if ema is not None:
-            row["ema_top1"], row["ema_top5"], _ = evaluate(ema.module, run.val_loader, device, run.amp)
-        row["time_s"] = round(time.time() - t0, 3)
-        history.append(row)
-        storage.save_torch({
-            "model": _cpu_state(net),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "ema": _cpu_state(ema.module) if ema is not None else None,
-            "epoch": epoch + 1,
-            "step": step,
-            "history": history,
-            "arch": run.arch,
-            "num_classes": run.num_classes,
-            "config": run.config,
-        }, ckpt_uri)
-        write_curves(history, run.out)
+        row = _end_epoch(run, epoch, step, loss_sum / max(seen, 1), t0, history, ckpt_uri)
+        epoch_end(on_epoch_end, epoch + 1, run.epochs, t_start, resumed_from,
+                  **{k: v for k, v in row.items() if k != "epoch"}, loss=row["train_loss"],
+                  seconds=row["time_s"], images_per_s=seen / max(train_s, 1e-9), checkpoint=ckpt_uri)
 
     if not history:
         raise DnaError(f"{ckpt_uri} holds no finished epoch")
@@ -496,7 +529,7 @@ def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch
         "arch": run.arch,
         "ema": ema is not None,
         "lr": run.lr,
-        "device": str(device),
+        "device": str(run.device),
         "resumed_from": resumed_from,
         "train_time_s": round(time.time() - t_start, 3),
         "history": history,
@@ -540,12 +573,13 @@ def _load_teacher(cfg: RetrainConfig, num_classes: int, resolution: int, device:
     return teacher.to(device)
 
 
-def retrain(cfg: RetrainConfig, model: Any = None) -> dict[str, Any]:
+def retrain(cfg: RetrainConfig, model: Any = None, on_epoch_end: OnEpochEnd | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` (or ``model``: an ``Architecture`` or an ``nn.Module``) from scratch and
     write checkpoint/model/metrics/curves under ``cfg.out``; returns the metrics.
 
     Resumes from ``out/checkpoint.pt``; returns the stored metrics when ``out`` holds a finished
-    run of at least ``cfg.epochs`` epochs (``status`` is then ``"cached"``).
+    run of at least ``cfg.epochs`` epochs (``status`` is then ``"cached"``). ``on_epoch_end``:
+    see :func:`fit`.
     """
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
@@ -634,4 +668,4 @@ def retrain(cfg: RetrainConfig, model: Any = None) -> dict[str, Any]:
         "params": params, "flops": flops, "resolution": data.resolution,
         "model": cfg.model if model is None else arch_record.get("module", "architecture"),
         "kd": teacher is not None, "opt": cfg.opt, "batch_size": data.batch_size,
-    })
+    }, on_epoch_end)

@@ -27,6 +27,7 @@ import torch.nn as nn
 from dna.data import DataConfig
 from dna.device import autocast, check_device, resolve_device
 from dna.errors import DnaError
+from dna.progress import OnEpochEnd
 
 DEIT_LR = 1e-3
 DEIT_BATCH = 1024
@@ -100,9 +101,10 @@ class RetrainViTConfig:
         return dataclasses.asdict(self)
 
 
-def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
+def retrain_vit(cfg: RetrainViTConfig, on_epoch_end: OnEpochEnd | None = None) -> dict[str, Any]:
     """Train the ViT of ``cfg.arch`` from scratch and write checkpoint/model/metrics/curves under
-    ``cfg.out``; returns the metrics (``status``: ``trained`` or ``cached``)."""
+    ``cfg.out``; returns the metrics (``status``: ``trained`` or ``cached``). ``on_epoch_end``:
+    see :func:`dna.retrain.fit`."""
     from timm.data import Mixup
     from timm.data.random_erasing import RandomErasing
     from timm.loss import SoftTargetCrossEntropy
@@ -173,4 +175,4 @@ def retrain_vit(cfg: RetrainViTConfig) -> dict[str, Any]:
               updates=updates, epochs=cfg.epochs, lr=lr, seed=cfg.seed, device=device, amp=cfg.amp,
               clip_grad=cfg.clip_grad, out=out, arch=arch, num_classes=n_classes, config=_canonical(cfg.to_dict()))
     return fit(run, batch_loss, {"params": params, "flops": flops, "resolution": data.resolution, "model": "vit",
-                                 "kd": False, "opt": "adamw", "batch_size": data.batch_size})
+                                 "kd": False, "opt": "adamw", "batch_size": data.batch_size}, on_epoch_end)

@@ -122,16 +122,27 @@ def test_train_block_checkpoints_and_resumes(tmp_path):
     tc = tiny_teacher(str(tmp_path))
     out = str(tmp_path / "sn" / "block1")
     cfg = BlockTrainConfig(block=1, out=out, teacher=tc, data=tiny_data(), epochs=1, max_steps_per_epoch=2)
-    first = train_block(cfg)
+    ended: list[dict] = []
+
+    def on_epoch_end(m: dict) -> None:              # the epoch's checkpoint is stored already
+        assert storage.load_torch(m["checkpoint"])["epoch"] == m["epoch"]
+        ended.append(m)
+
+    first = train_block(cfg, on_epoch_end=on_epoch_end)
     assert first["epochs"] == 1 and storage.exists(out + "/supernet.pt")
-    epochs_run = []
+    (m,) = ended                                     # once per epoch, with the epoch's metrics
+    assert (m["epoch"], m["epochs"], m["block"], m["resumed_from"]) == (1, 1, 1, 0)
+    assert m["loss"] == first["loss"] and m["checkpoint"] == out + "/supernet.pt"
+    assert m["seconds"] > 0 and m["images_per_s"] > 0 and m["elapsed_s"] > 0
+    ended.clear()
     cfg.epochs = 2
-    second = train_block(cfg, progress=lambda **kw: epochs_run.append(kw["epoch"]))
-    assert set(epochs_run) == {1}, "a rerun must resume after the finished epoch"
+    second = train_block(cfg, on_epoch_end=on_epoch_end)
+    assert [(m["epoch"], m["epochs"], m["resumed_from"]) for m in ended] == [(2, 2, 1)], \
+        "a rerun must resume after the finished epoch"
     assert second["epochs"] == 2 and second["history"][0] == first["history"][0]
-    again = []
-    assert train_block(cfg, progress=lambda **kw: again.append(kw))["epochs"] == 2
-    assert again == [], "a finished block is not retrained"
+    ended.clear()
+    assert train_block(cfg, on_epoch_end=on_epoch_end)["epochs"] == 2
+    assert ended == [], "a finished block is not retrained"
 
 
 def test_algorithm1_matches_per_path_with_fewer_evaluations():

@@ -242,9 +242,16 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_pp(cfg("resumed", 2), progress=interrupt)
     assert storage.load_torch(str(tmp_path / "resumed" / "checkpoint.pt"))["epoch"] == 1
-    resumed = train_pp(cfg("resumed", 2))
-    straight = train_pp(cfg("straight", 2))
+    ended: list[dict] = []
+    resumed = train_pp(cfg("resumed", 2), on_epoch_end=ended.append)
+    assert [(m["epoch"], m["epochs"], m["resumed_from"]) for m in ended] == [(2, 2, 1)]
+    ended.clear()
+    straight = train_pp(cfg("straight", 2), on_epoch_end=ended.append)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"]]
+    # once per epoch, after its checkpoint is stored, with the epoch's metrics
+    assert [m["loss"] for m in ended] == [h["loss"] for h in straight["history"]]
+    assert all(m["checkpoint"] == str(tmp_path / "straight" / "checkpoint.pt") and m["images_per_s"] > 0
+               and m["epochs"] == 2 for m in ended)
     a = storage.load_torch(str(tmp_path / "resumed" / "checkpoint.pt"))["model"]
     b = storage.load_torch(str(tmp_path / "straight" / "checkpoint.pt"))["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -18,6 +18,7 @@ from components.fanout.cli import load_spec
 from components.fanout.fault import FAULT_ENV, fault_marker
 from components.fanout.local_ray import init_local_ray
 from components.fanout.spec import FanOut, FanOutError, data_parallel_supported
+from components.fanout.worker import POINTER_FILE
 from dna import storage
 from dna.errors import DnaError
 from dna.generation import RunConfig
@@ -71,6 +72,10 @@ def test_fan_out_trains_blocks_concurrently_into_run_storage(trained):
         runs[k] = run
         state = storage.load_torch(checkpoint_uri(gen.block(k)))      # dna's checkpoint, run storage
         assert state["epoch"] == 1 and state["metrics"]["loss"] == m["loss"]
+        # the epoch was reported to Ray with a checkpoint that points at dna's, inside Ray's run folder
+        assert ray_info["checkpoint"].startswith(gen.path("ray"))
+        pointer = storage.read_json(storage.join(ray_info["checkpoint"], POINTER_FILE))
+        assert pointer == {"uri": checkpoint_uri(gen.block(k)), "epoch": 1}
     # the two blocks' Ray Train runs (worker start-up + training) ran at the same time
     assert _overlap(runs[0], runs[1]), runs
     # Ray's own run state also sits in the run storage, under a unique name per fan-out

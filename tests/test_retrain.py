@@ -86,17 +86,33 @@ def test_learns_well_above_chance(tmp_path):
 def test_resume_and_cached(tmp_path, monkeypatch):
     arch = tiny_arch()
     out = tmp_path / "run"
-    first = retrain(small(out, epochs=1), arch)
-    assert first["resumed_from"] == 0 and len(first["history"]) == 1
+    ended: list[dict] = []
 
-    second = retrain(small(out, epochs=2), arch)
+    def on_epoch_end(m: dict) -> None:              # the epoch's checkpoint is stored already
+        assert storage.load_torch(m["checkpoint"])["epoch"] == m["epoch"]
+        ended.append(m)
+
+    first = retrain(small(out, epochs=1), arch, on_epoch_end=on_epoch_end)
+    assert first["resumed_from"] == 0 and len(first["history"]) == 1
+    (m,) = ended                                     # once per epoch, with the epoch's metrics
+    assert (m["epoch"], m["epochs"], m["resumed_from"]) == (1, 1, 0)
+    assert m["checkpoint"] == storage.join(str(out), "checkpoint.pt")
+    assert m["loss"] == m["train_loss"] == first["history"][0]["train_loss"]
+    assert m["val_top1"] == first["top1"] and m["seconds"] == first["history"][0]["time_s"]
+    assert m["images_per_s"] > 0 and m["elapsed_s"] > 0
+
+    ended.clear()
+    second = retrain(small(out, epochs=3), arch, on_epoch_end=on_epoch_end)
     assert second["status"] == "trained" and second["resumed_from"] == 1
-    assert [h["epoch"] for h in second["history"]] == [1, 2]
+    assert [h["epoch"] for h in second["history"]] == [1, 2, 3]
     assert second["history"][0] == first["history"][0]
+    assert [(m["epoch"], m["epochs"], m["resumed_from"]) for m in ended] == [(2, 3, 1), (3, 3, 1)]
 
     # A finished run is not retrained: no training step runs, the stored metrics come back.
     monkeypatch.setattr(rt, "evaluate", lambda *a, **k: pytest.fail("retrained a finished run"))
-    third = retrain(small(out, epochs=2), arch)
+    ended.clear()
+    third = retrain(small(out, epochs=3), arch, on_epoch_end=on_epoch_end)
+    assert ended == []
     assert third["status"] == "cached" and third["history"] == second["history"]
     assert retrain(small(out, epochs=1), arch)["status"] == "cached"
 

@@ -452,11 +452,16 @@ def test_det_c4_on_builtin_shapes_beats_chance(mbconv, tmp_path):
 
 def test_cls_finetune_replaces_the_classifier(mbconv, tmp_path):
     arch, ckpt = mbconv
+    ended: list[dict] = []
     r = transfer_cls(ClsConfig(model=arch, checkpoint=ckpt, out=str(tmp_path / "cls"), num_classes=4,
                                train_size=256, val_size=64, epochs=4, batch_size=32, optimizer="adamw",
-                               lr=3e-3, num_samples=4))
+                               lr=3e-3, num_samples=4), on_epoch_end=ended.append)
     assert r["num_classes"] == 4 and r["backbone"] == ckpt
     assert r["train_loss"][-1] < r["train_loss"][0]
+    # on_epoch_end: once per epoch, with that epoch's training loss and timing
+    assert [(m["epoch"], m["epochs"], m["task"]) for m in ended] == [(e, 4, "classification") for e in (1, 2, 3, 4)]
+    assert [m["loss"] for m in ended] == pytest.approx(r["train_loss"], abs=1e-4)
+    assert all(m["images_per_s"] > 0 and m["seconds"] > 0 for m in ended)
     assert 0 <= r["top1"] <= 1 and set(r["per_class_acc"]) == {"circle", "square", "triangle", "plus"}
     assert (tmp_path / "cls" / "samples.png").exists()
     state = storage.load_torch(str(tmp_path / "cls" / "model.pt"))["model"]

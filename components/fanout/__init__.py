@@ -18,8 +18,9 @@ Training (``task="train"``)
     function trainable (``{"cpu": 0.01}``) that builds and fits a
     :class:`ray.train.torch.TorchTrainer` for its block, with
     ``ScalingConfig(num_workers=workers_per_block, use_gpu=use_gpu)``. Every worker runs
-    :func:`dna.train.block.train_block` on :func:`dna.generation.block_config` and rank 0 reports
-    each finished epoch with ``ray.train.report`` (all ranks call it: it is a barrier).
+    :func:`dna.train.block.train_block` on :func:`dna.generation.block_config` and reports each
+    finished epoch from its ``on_epoch_end`` with ``ray.train.report`` (all ranks call it: it is a
+    barrier).
     Trials run in parallel (``max_concurrent`` caps them), so the blocks train concurrently.
 
 Rating (``task="rate"``)
@@ -32,14 +33,16 @@ Rating (``task="rate"``)
 Checkpoints and resume
     Ray Train and Tune keep their run state under ``<run root>/gen<g>/ray/`` (a local folder or
     ``s3://``: the pyarrow filesystem from :func:`dna.storage.filesystem` is passed as
-    ``storage_filesystem``). Model state is *not* reported as Ray checkpoints: ``train_block``
-    already writes ``<gen>/supernet/block<k>/supernet.pt`` in the run storage after every epoch
-    and resumes from it, and that is what a restarted worker group (``FailureConfig(max_failures)``)
-    picks up, so a failed block restarts from its last finished epoch without touching the other
-    blocks. Reporting the same state again as a Ray checkpoint would only copy it twice. Blocks
-    whose checkpoint is complete (or whose scores partition exists) are read back without starting
-    Ray at all. Every run and experiment name is unique (``dna-<task>-g<g>-<uuid>``), because
-    reusing a name with the same storage path would resume an old Ray run.
+    ``storage_filesystem``). ``train_block`` writes ``<gen>/supernet/block<k>/supernet.pt`` in the
+    run storage after every epoch and resumes from it, and that is what a restarted worker group
+    (``FailureConfig(max_failures)``) picks up, so a failed block restarts from its last finished
+    epoch without touching the other blocks. Its ``on_epoch_end`` reports each stored epoch with a
+    Ray checkpoint that only *points* at ``supernet.pt`` (a small JSON Ray copies into its run
+    folder; copying the model state would store it twice), so Ray's Result and dashboard show the
+    epochs and where the model is. Blocks whose checkpoint is complete (or whose scores partition
+    exists) are read back without starting Ray at all. Every run and experiment name is unique
+    (``dna-<task>-g<g>-<uuid>``), because reusing a name with the same storage path would resume
+    an old Ray run.
 
 Where it runs
     :func:`fan_out_blocks` with no address (argument or ``RAY_ADDRESS``) starts a local Ray (or

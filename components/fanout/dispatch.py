@@ -25,7 +25,8 @@ def fan_out_blocks(task: str, run_cfg: RunConfig, generation: int, teacher: Teac
     ``ray_address`` (else ``RAY_ADDRESS``): None starts/reuses a local Ray; ``http(s)://...``
     submits a Ray Job to that dashboard; anything else is handed to ``ray.init(address=...)``.
     Train metrics are :func:`dna.train.block.train_block`'s plus ``"ray"``: start/end times,
-    the epochs this attempt trained, the epoch it resumed from, the number of attempts.
+    the epochs this attempt trained, the epoch it resumed from, the number of attempts and the
+    Ray checkpoint of the last reported epoch (a folder whose JSON points at ``supernet.pt``).
     """
     from dna.space import get_space
 

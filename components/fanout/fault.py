@@ -10,6 +10,10 @@ rating ignores it.
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+
 from dna import storage
 from dna.errors import DnaError
 
@@ -31,3 +35,23 @@ def parse_fault(spec: str | None) -> tuple[int, int] | None:
 
 def fault_marker(block_out: str, epoch: int) -> str:
     return storage.join(block_out, f"fault-epoch{epoch}.json")
+
+
+def inject_fault(fault: tuple[int, int] | None, name: str, block_out: str, epoch_metrics: dict,
+                 trained: list[int]) -> None:
+    """Die like a lost worker when ``fault`` names this block and stored epoch (its first attempt).
+
+    ``epoch_metrics``: ``train_block``'s ``on_epoch_end`` metrics; ``trained``: the epochs this
+    attempt trained, recorded in the marker with the epoch it resumed from."""
+    k, epoch = epoch_metrics["block"], epoch_metrics["epoch"]
+    if fault != (k, epoch):
+        return
+    marker = fault_marker(block_out, epoch)
+    if storage.exists(marker):
+        return
+    storage.write_json({"block": k, "epoch": epoch, "trained_epochs": list(trained),
+                        "resumed_from_epoch": epoch_metrics["resumed_from"], "time": time.time(),
+                        "pid": os.getpid()}, marker)
+    print(f"[{name}] {FAULT_ENV}: block {k} worker exits after epoch {epoch}", flush=True)
+    sys.stderr.flush()
+    os._exit(1)

@@ -109,9 +109,12 @@ def _fit_block(spec: FanOut, k: int) -> dict:
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures)),
     )
     t0 = time.time()
-    trainer.fit()
-    # Ray Train V2 keeps only the metrics attached to checkpoints in its Result, and no
-    # checkpoint is reported (see the package docstring): rank 0 stores the block's metrics.
+    result = trainer.fit()
+    # Ray Train V2's Result holds the metrics of the last reported epoch; the block's own
+    # (history, attempts) come after training ends, so rank 0 stores them for this trial.
     metrics = storage.read_json(result_uri(spec, k))
-    metrics["ray"].update(run_started_at=t0, run_finished_at=time.time())
+    pointer = result.checkpoint.path if result.checkpoint is not None else None
+    if pointer is not None and storage.is_s3(spec.ray_storage):
+        pointer = f"s3://{pointer}"
+    metrics["ray"].update(run_started_at=t0, run_finished_at=time.time(), checkpoint=pointer)
     return metrics

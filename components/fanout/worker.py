@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
+import tempfile
 import time
-from typing import Any
 
-from components.fanout.fault import FAULT_ENV, fault_marker, parse_fault
+from components.fanout.fault import inject_fault, parse_fault
 from components.fanout.spec import FanOut, result_uri, train_run_name
 from dna import storage
 from dna.errors import DnaError
+
+POINTER_FILE = "dna_checkpoint.json"   # in a reported Ray checkpoint: where the block's checkpoint is
 
 
 def torch_threads() -> None:
@@ -23,16 +24,13 @@ def torch_threads() -> None:
 
 
 def train_worker(config: dict) -> None:
-    """One Ray Train worker of one block: ``train_block`` with per-epoch ``ray.train.report``.
-
-    ``train_block`` calls ``progress`` after every step; the first call of a new epoch means the
-    previous epoch's checkpoint is stored, so that is where the epoch is reported (and where the
-    fault hook fires). The last epoch is reported after ``train_block`` returns.
-    """
+    """One Ray Train worker of one block: ``train_block``, whose ``on_epoch_end`` reports every
+    stored epoch (:func:`report_epoch`; every rank calls it: it is a barrier) and then lets the
+    fault hook fire. Rank 0 stores the block's metrics, with this attempt's, for the trial."""
     import ray.train
 
     from dna.generation import block_config
-    from dna.train.block import checkpoint_uri, train_block
+    from dna.train.block import train_block
 
     torch_threads()
     spec = FanOut.from_dict(config["fanout"])
@@ -47,55 +45,43 @@ def train_worker(config: dict) -> None:
         storage.write_json({"fanout": spec.name, "started_at": started, "host": socket.gethostname(),
                             "pid": os.getpid()},
                            storage.join(attempts_dir, f"{spec.name}-attempt-{time.time_ns()}.json"))
-    seen: dict[str, Any] = {"epoch": None, "first": None}
     trained: list[int] = []
 
-    def epoch_done(epoch: int, final: dict | None = None) -> None:
-        """``epoch`` (1-based) is stored: report it, then maybe inject the fault."""
-        trained.append(epoch)
-        report: dict[str, Any] = {"block": k, "epoch": epoch}
+    def on_epoch_end(m: dict) -> None:
+        trained.append(m["epoch"])
+        report_epoch(m, rank)
         if rank == 0:
-            m = final if final is not None else storage.load_torch(checkpoint_uri(cfg.out))["metrics"]
-            report["loss"] = m["loss"]
-            if final is not None:
-                report["dna_json"] = json.dumps(final)
-        ray.train.report(report)
-        if rank == 0 and fault == (k, epoch):
-            marker = fault_marker(cfg.out, epoch)
-            if not storage.exists(marker):
-                storage.write_json({"block": k, "epoch": epoch, "trained_epochs": list(trained),
-                                    "resumed_from_epoch": seen["first"], "time": time.time(),
-                                    "pid": os.getpid()}, marker)
-                print(f"[{spec.name}] {FAULT_ENV}: block {k} worker exits after epoch {epoch}",
-                      flush=True)
-                sys.stderr.flush()
-                os._exit(1)
+            inject_fault(fault, spec.name, cfg.out, m, trained)
 
-    def progress(epoch: int, step: int, loss: float) -> None:
-        if seen["epoch"] is None:
-            seen["epoch"] = seen["first"] = epoch
-        elif epoch > seen["epoch"]:
-            done_epoch = seen["epoch"] + 1
-            seen["epoch"] = epoch
-            epoch_done(done_epoch)
-
-    metrics = train_block(cfg, progress=progress)
+    metrics = dict(train_block(cfg, on_epoch_end=on_epoch_end))
     last = metrics["epochs"]
     n_attempts = sum(1 for name in _listdir(attempts_dir) if name.startswith(f"{spec.name}-attempt-"))
-    metrics = dict(metrics)
     metrics["ray"] = {
         "name": train_run_name(spec, k), "started_at": started, "finished_at": time.time(),
-        "resumed_from_epoch": seen["first"] if seen["first"] is not None else last,
-        "trained_epochs": [*trained, last] if seen["epoch"] is not None else [],
+        "resumed_from_epoch": trained[0] - 1 if trained else last, "trained_epochs": trained,
         "attempts": n_attempts, "world_size": world, "host": socket.gethostname(),
     }
     if rank == 0:
         storage.write_json(metrics, result_uri(spec, k))
-    if seen["epoch"] is not None:
-        epoch_done(last, final=metrics)
-    else:                                       # already finished: nothing trained here
-        ray.train.report({"block": k, "epoch": last, "loss": metrics["loss"],
-                          "dna_json": json.dumps(metrics)})
+
+
+def report_epoch(metrics: dict, rank: int) -> None:
+    """``ray.train.report`` of one stored epoch of ``train_block`` (its ``on_epoch_end`` metrics).
+
+    Rank 0 attaches a Ray checkpoint that only points at the block's own checkpoint: a directory
+    with ``{"uri", "epoch"}`` in :data:`POINTER_FILE`, which Ray copies into its run folder (a
+    ``NO_UPLOAD`` checkpoint must already lie in that folder, and copying ``supernet.pt`` there
+    would store the model twice). A restarted worker resumes from the block's checkpoint, as
+    ``train_block`` does on any rerun; Ray's own latest checkpoint is not needed for that."""
+    import ray.train
+
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="dna-ckpt-pointer-") as tmp:
+        with open(os.path.join(tmp, POINTER_FILE), "w") as f:
+            json.dump({"uri": metrics["checkpoint"], "epoch": metrics["epoch"]}, f)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def _listdir(uri: str) -> list[str]:

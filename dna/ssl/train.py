@@ -43,6 +43,7 @@ from dna import storage
 from dna.data import DataConfig, make_loader
 from dna.device import autocast, resolve_device
 from dna.errors import DnaError
+from dna.progress import OnEpochEnd, epoch_end
 from dna.space.vit import ViTSpace, vit_space
 from dna.ssl.augment import ViewAugment, two_views
 from dna.ssl.loss import PPLossConfig
@@ -235,9 +236,108 @@ def train_step(model: torch.nn.Module, batch: torch.Tensor, choices, opt: torch.
     return {k: float(v.detach()) for k, v in parts.items()}
 
 
+def _default_loader(cfg: PPTrainConfig):
+    data = cfg.data_config()
+    loader = make_loader(data, "train", shuffle=True, drop_last=True)
+    if len(loader) == 0:
+        raise DnaError(f"the train split yields no full batch of {data.batch_size}: "
+                       "raise train_size or lower batch_size")
+    return loader
+
+
+def _restore(state: dict, model: PPModel, opt, sched, path_gen: torch.Generator, view_gen: torch.Generator,
+             rank: int) -> tuple[list[dict], int]:
+    """Load a stored run into the model, optimizer, schedule and generators: (history, epoch)."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    path_gen.set_state(state["generators"]["paths"])
+    view_gen.set_state(state["generators"]["views"][rank] if rank < len(state["generators"]["views"])
+                       else view_gen.get_state())
+    return list(state["history"]), int(state["epoch"])
+
+
+def _data_parallel(model: PPModel, device: torch.device) -> torch.nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = None
+    if device.type == "cuda":
+        ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+
+def _global_means(sums: dict[str, float], count: int, device: torch.device) -> tuple[dict[str, float], int]:
+    """The loss sums and step count over every rank (to log the global means)."""
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64,
+                     device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return dict(zip(keys, t[:-1].tolist(), strict=True)), int(t[-1].item())
+
+
+def _train_epoch(cfg: PPTrainConfig, net: torch.nn.Module, model: PPModel, loader, steps: int, opt, sched,
+                 device: torch.device, path_gen: torch.Generator, view_gen: torch.Generator, epoch: int,
+                 progress: Callable[..., None] | None) -> tuple[dict[str, float], int, int]:
+    """One epoch's steps on this rank: (loss part sums, steps, images)."""
+    sums: dict[str, float] = {}
+    count = images = 0
+    for step, batch in enumerate(loader):
+        if step >= steps:
+            break
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        choices = model.sample(path_gen)
+        parts = train_step(net, x, choices, opt, device, cfg.mode, view_gen, cfg.views)
+        sched.step()
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        images += x.shape[0]
+        if progress is not None:
+            progress(epoch=epoch, step=step, loss=parts["loss"], paths=[c.ops for c in choices])
+    return sums, count, images
+
+
+def _views_state(view_gen: torch.Generator, world: int) -> list:
+    """Every rank's view generator state (each rank draws its own augmentations)."""
+    if world == 1:
+        return [view_gen.get_state()]
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, view_gen.get_state())
+    return gathered
+
+
+def _store(cfg: PPTrainConfig, model: PPModel, opt, sched, path_gen: torch.Generator, views_state: list,
+           history: list[dict], metrics: dict, tcfg: TeacherConfig, ckpt_uri: str) -> None:
+    """The checkpoint after an epoch, and the teacher's weights (and architecture) next to it."""
+    epoch = metrics["epochs"]
+    storage.save_torch({
+        "format": FORMAT,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generators": {"paths": path_gen.get_state(), "views": views_state},
+        "epoch": epoch,
+        "history": history,
+        "metrics": metrics,
+        "config": cfg.to_dict(),
+        "grids": model.grids,
+    }, ckpt_uri)
+    storage.save_torch({"model": {k: v.detach().cpu() for k, v in model.teacher.model.state_dict().items()},
+                        "teacher": tcfg.model, "epoch": epoch},
+                       storage.join(cfg.out, TEACHER))
+    if tcfg.model == TINY_TEACHER and not storage.exists(storage.join(cfg.out, TEACHER_ARCH)):
+        tiny_teacher_arch(cfg.data.resolution, tcfg.num_classes or 10).save(
+            storage.join(cfg.out, TEACHER_ARCH))
+
+
 def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | None = None,
-             progress: Callable[..., None] | None = None) -> dict:
-    """Train (or resume, or return the finished) ViT supernet of every block; returns metrics."""
+             progress: Callable[..., None] | None = None, on_epoch_end: OnEpochEnd | None = None) -> dict:
+    """Train (or resume, or return the finished) ViT supernet of every block; returns metrics.
+
+    ``progress(epoch=, step=, loss=, paths=)`` follows every step; ``on_epoch_end``
+    (:mod:`dna.progress`) gets every finished epoch, on every rank, once its checkpoint is stored:
+    the epoch's history row (``loss`` and its parts, ``lr``, ``seconds``, ``images_per_s``) and
+    ``checkpoint``."""
     cfg.validate()
     space = cfg.vit_space()
     tcfg = cfg.teacher_config()
@@ -257,11 +357,7 @@ def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | N
                            load_weights=state is None, teacher_model=teacher_model)
     model.to(device)
     if loader is None:
-        data = cfg.data_config()
-        loader = make_loader(data, "train", shuffle=True, drop_last=True)
-        if len(loader) == 0:
-            raise DnaError(f"the train split yields no full batch of {data.batch_size}: "
-                           "raise train_size or lower batch_size")
+        loader = _default_loader(cfg)
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     opt = make_optimizer(cfg, model, world)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
@@ -270,25 +366,11 @@ def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | N
     history: list[dict] = []
     start = 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        path_gen.set_state(state["generators"]["paths"])
-        view_gen.set_state(state["generators"]["views"][rank] if rank < len(state["generators"]["views"])
-                           else view_gen.get_state())
-        history = list(state["history"])
-        start = int(state["epoch"])
-
-    net: torch.nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = None
-        if device.type == "cuda":
-            ids = [device.index if device.index is not None else torch.cuda.current_device()]
-        net = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+        history, start = _restore(state, model, opt, sched, path_gen, view_gen, rank)
+    net: torch.nn.Module = _data_parallel(model, device) if world > 1 else model
 
     metrics: dict = {}
+    started = time.time()
     for epoch in range(start, cfg.epochs):
         gen = getattr(loader, "generator", None)
         if gen is not None:
@@ -298,59 +380,25 @@ def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | N
             sampler.set_epoch(epoch)
         net.train()
         t0 = time.time()
-        sums: dict[str, float] = {}
-        count = images = 0
-        for step, batch in enumerate(loader):
-            if step >= steps:
-                break
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            choices = model.sample(path_gen)
-            parts = train_step(net, x, choices, opt, device, cfg.mode, view_gen, cfg.views)
-            sched.step()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            images += x.shape[0]
-            if progress is not None:
-                progress(epoch=epoch, step=step, loss=parts["loss"], paths=[c.ops for c in choices])
+        sums, count, images = _train_epoch(cfg, net, model, loader, steps, opt, sched, device, path_gen,
+                                           view_gen, epoch, progress)
         seconds = time.time() - t0
         if world > 1:  # log the global means
-            keys = sorted(sums)
-            t = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64,
-                             device=device if dist.get_backend() == "nccl" else "cpu")
-            dist.all_reduce(t)
-            sums = dict(zip(keys, t[:-1].tolist(), strict=True))
-            count = int(t[-1].item())
+            sums, count = _global_means(sums, count, device)
         row = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()},
                "lr": opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
                "images_per_s": images * world / max(seconds, 1e-9)}
         history.append(row)
         metrics = {"mode": cfg.mode, "space": space.name, "teacher": tcfg.model, "epochs": epoch + 1,
                    "loss": row.get("loss"), "history": history, "out": cfg.out}
-        views_state = [view_gen.get_state()]
-        if world > 1:
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, view_gen.get_state())
-            views_state = gathered
+        views_state = _views_state(view_gen, world)
         if _is_main():
-            storage.save_torch({
-                "format": FORMAT,
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "generators": {"paths": path_gen.get_state(), "views": views_state},
-                "epoch": epoch + 1,
-                "history": history,
-                "metrics": metrics,
-                "config": cfg.to_dict(),
-                "grids": model.grids,
-            }, ckpt_uri)
-            storage.save_torch({"model": {k: v.detach().cpu() for k, v in model.teacher.model.state_dict().items()},
-                                "teacher": tcfg.model, "epoch": epoch + 1},
-                               storage.join(cfg.out, TEACHER))
-            if tcfg.model == TINY_TEACHER and not storage.exists(storage.join(cfg.out, TEACHER_ARCH)):
-                tiny_teacher_arch(cfg.data.resolution, tcfg.num_classes or 10).save(
-                    storage.join(cfg.out, TEACHER_ARCH))
+            _store(cfg, model, opt, sched, path_gen, views_state, history, metrics, tcfg, ckpt_uri)
+        if on_epoch_end is not None:
+            if world > 1:
+                dist.barrier()              # the main rank has stored the checkpoint
+            epoch_end(on_epoch_end, epoch + 1, cfg.epochs, started, start,
+                      **{k: v for k, v in row.items() if k != "epoch"}, checkpoint=ckpt_uri)
     return metrics
 
 

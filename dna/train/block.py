@@ -28,6 +28,7 @@ from dna import storage
 from dna.data import DataConfig, make_dataset, make_loader
 from dna.device import autocast, memory_format, resolve_device
 from dna.errors import DnaError
+from dna.progress import OnEpochEnd, epoch_end
 from dna.space import get_space
 from dna.supernet import BlockSupernet
 from dna.teacher import BlockTeacher, TeacherConfig, load_teacher_model
@@ -121,8 +122,12 @@ def make_supernet(space, block: int, teacher: BlockTeacher) -> BlockSupernet:
     return BlockSupernet(space, block, teacher.in_channels(block), teacher.out_channels(block))
 
 
-def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, progress=None) -> dict:
-    """Train (or resume, or return the finished) supernet of ``cfg.block``; returns its metrics."""
+def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None,
+                on_epoch_end: OnEpochEnd | None = None) -> dict:
+    """Train (or resume, or return the finished) supernet of ``cfg.block``; returns its metrics.
+
+    ``on_epoch_end`` (:mod:`dna.progress`) gets every finished epoch, on every rank, once its
+    checkpoint is stored: ``block``, ``loss``, ``seconds``, ``images_per_s``, ``checkpoint``."""
     cfg.validate()
     rank, world = dist_rank_world()
     space = get_space(cfg.space)
@@ -153,6 +158,7 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, prog
         start = state["epoch"]
 
     loader, sampler = _train_loader(cfg, rank, world)
+    started = time.time()
     for epoch in range(start, cfg.epochs):
         net.train()
         if sampler is not None:
@@ -176,8 +182,6 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, prog
             total += loss.item() / len(net.cells)
             count += 1
             images += x.shape[0]
-            if progress is not None:
-                progress(epoch=epoch, step=step, loss=loss.item())
         sched.step()
         if world > 1:
             _all_reduce_mean([b for b in net.buffers() if b.is_floating_point()], world)
@@ -188,24 +192,30 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None, prog
         history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": seconds,
                         "images_per_s": images / max(seconds, 1e-9)})
         metrics = {"block": cfg.block, "epochs": epoch + 1, "loss": history[-1]["loss"], "history": history}
-        if rank != 0:
-            dist.barrier()                  # rank 0 writes the checkpoint
-            continue
-        storage.save_torch({
-            "model": net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "generator": gen.get_state(),
-            "epoch": epoch + 1,
-            "history": history,
-            "metrics": metrics,
-            "config": {"space": cfg.space, "block": cfg.block, "teacher": asdict(cfg.teacher),
-                       "teacher_in": teacher.in_channels(cfg.block),
-                       "teacher_out": teacher.out_channels(cfg.block)},
-        }, ckpt_uri)
+        if rank == 0:                       # rank 0 writes the checkpoint, the others wait for it
+            _save(cfg, net, opt, sched, gen, teacher, history, metrics, ckpt_uri)
         if world > 1:
             dist.barrier()
+        epoch_end(on_epoch_end, epoch + 1, cfg.epochs, started, start, block=cfg.block, loss=metrics["loss"],
+                  seconds=seconds, images_per_s=history[-1]["images_per_s"], checkpoint=ckpt_uri)
     return metrics
+
+
+def _save(cfg: BlockTrainConfig, net: BlockSupernet, opt, sched, gen: torch.Generator, teacher: BlockTeacher,
+          history: list[dict], metrics: dict, ckpt_uri: str) -> None:
+    """The block's checkpoint after an epoch: everything a rerun needs to resume after it."""
+    storage.save_torch({
+        "model": net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "epoch": metrics["epochs"],
+        "history": history,
+        "metrics": metrics,
+        "config": {"space": cfg.space, "block": cfg.block, "teacher": asdict(cfg.teacher),
+                   "teacher_in": teacher.in_channels(cfg.block),
+                   "teacher_out": teacher.out_channels(cfg.block)},
+    }, ckpt_uri)
 
 
 def load_supernet(out: str, space, teacher: BlockTeacher, block: int) -> BlockSupernet:

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dna.errors import DnaError
+from dna.progress import OnEpochEnd
 from dna.transfer.backbone import _enable_dynamic_size, is_vit, load_backbone, vit_img_size
 from dna.transfer.common import (
     Timer,
@@ -121,10 +122,11 @@ def cls_samples(model: nn.Module, dataset, n: int, device: torch.device, classes
     return viz.png_bytes(viz.grid(rows, header=["prediction / truth"]))
 
 
-def transfer_cls(cfg: ClsConfig) -> dict[str, Any]:
+def transfer_cls(cfg: ClsConfig, on_epoch_end: OnEpochEnd | None = None) -> dict[str, Any]:
     """Fine-tune the trained net on ``cfg.data``; write ``metrics.json``, ``model.pt`` (a plain
     classification checkpoint ``{"model": state_dict, ...}``, loadable by :func:`dna.teacher.load_state`)
-    and ``samples.png``; return the metrics (``top1`` first)."""
+    and ``samples.png``; return the metrics (``top1`` first). ``on_epoch_end``: see
+    :func:`dna.transfer.common.fine_tune`."""
     from dna.data import class_names, make_loader
     from dna.device import autocast, resolve_device
 
@@ -156,7 +158,8 @@ def transfer_cls(cfg: ClsConfig) -> dict[str, Any]:
             logits = model(x)
         return F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing), x.shape[0]
 
-    history = fine_tune(model, train_loader, per_epoch, cfg.epochs, opt, sched, batch_loss, "classification")
+    history = fine_tune(model, train_loader, per_epoch, cfg.epochs, opt, sched, batch_loss, "classification",
+                        on_epoch_end=on_epoch_end)
     result = evaluate_cls(model, val_loader, num_classes, device, cfg.max_val_batches)
     metrics = {
         "task": "cls",

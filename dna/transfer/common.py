@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from dna.errors import DnaError, check_keys, field_names
+from dna.progress import OnEpochEnd, epoch_end
 
 OPTIMIZERS = ("sgd", "adamw")
 METRICS_FILE = "metrics.json"
@@ -243,15 +244,19 @@ def steps_per_epoch(loader, limit: int | None) -> int:
 
 def fine_tune(model: nn.Module, loader, per_epoch: int, epochs: int, opt: torch.optim.Optimizer, sched,
               batch_loss: Callable[[Any], tuple[torch.Tensor, int] | None], what: str,
-              clip_grad: float | None = None) -> list[float]:
+              clip_grad: float | None = None, on_epoch_end: OnEpochEnd | None = None) -> list[float]:
     """The training loop of every transfer task: ``epochs`` epochs of at most ``per_epoch`` batches,
     the schedule stepped per batch; returns the mean training loss per epoch.
 
     ``batch_loss(batch)`` returns (loss, samples), or None to skip the batch; ``what`` names the
-    loss in the error raised when it stops being finite."""
+    loss in the error raised when it stops being finite, and the ``task`` that ``on_epoch_end``
+    (:mod:`dna.progress`; no checkpoint: a transfer run is short and restarts) gets with ``loss``,
+    ``seconds`` and ``images_per_s`` of every epoch."""
     history = []
+    started = time.time()
     for epoch in range(epochs):
         model.train()
+        t0 = time.time()
         total, n = 0.0, 0
         for i, batch in enumerate(loader):
             if i >= per_epoch:
@@ -271,6 +276,9 @@ def fine_tune(model: nn.Module, loader, per_epoch: int, epochs: int, opt: torch.
             total += loss.item() * count
             n += count
         history.append(total / max(1, n))
+        seconds = time.time() - t0
+        epoch_end(on_epoch_end, epoch + 1, epochs, started, 0, task=what, loss=history[-1], seconds=seconds,
+                  images_per_s=n / max(seconds, 1e-9))
     return history
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from dna.errors import DnaError
+from dna.progress import OnEpochEnd
 from dna.transfer.backbone import (
     FeatureBackbone,
     feature_backbone,
@@ -355,9 +356,10 @@ def make_det_model(cfg: DetConfig, model: nn.Module, num_classes: int):
     )
 
 
-def transfer_det(cfg: DetConfig) -> dict[str, Any]:
+def transfer_det(cfg: DetConfig, on_epoch_end: OnEpochEnd | None = None) -> dict[str, Any]:
     """Fine-tune Faster R-CNN (C4, or FPN with ``cfg.fpn``) with the searched backbone; write
-    ``metrics.json``, ``model.pt`` and ``samples.png`` under ``cfg.out``; return the metrics."""
+    ``metrics.json``, ``model.pt`` and ``samples.png`` under ``cfg.out``; return the metrics.
+    ``on_epoch_end``: see :func:`dna.transfer.common.fine_tune`."""
     from torch.utils.data import DataLoader
 
     from dna.device import resolve_device
@@ -385,7 +387,7 @@ def transfer_det(cfg: DetConfig) -> dict[str, Any]:
         return detection_loss(model, images, targets)[0], len(images)
 
     history = fine_tune(model, train_loader, per_epoch, cfg.epochs, opt, sched, batch_loss, "detection",
-                        clip_grad=10.0)
+                        clip_grad=10.0, on_epoch_end=on_epoch_end)
     result = evaluate_det(model, val_loader, device, classes, cfg.max_val_batches)
     metrics = {
         "task": "det",

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dna.errors import DnaError
+from dna.progress import OnEpochEnd
 from dna.transfer.backbone import FeatureBackbone, feature_backbone, is_cnn, load_backbone
 from dna.transfer.common import (
     Timer,
@@ -276,9 +277,10 @@ def seg_samples(model: nn.Module, dataset, n: int, device: torch.device) -> byte
     return viz.png_bytes(viz.grid(rows, header=["image", "ground truth", "prediction"]))
 
 
-def transfer_seg(cfg: SegConfig) -> dict[str, Any]:
+def transfer_seg(cfg: SegConfig, on_epoch_end: OnEpochEnd | None = None) -> dict[str, Any]:
     """Fine-tune DeepLabv3+ with the searched backbone; write ``metrics.json``, ``model.pt`` and
-    ``samples.png`` under ``cfg.out``; return the metrics (``mIoU`` first)."""
+    ``samples.png`` under ``cfg.out``; return the metrics (``mIoU`` first). ``on_epoch_end``: see
+    :func:`dna.transfer.common.fine_tune`."""
     from torch.utils.data import DataLoader
 
     from dna.device import autocast, resolve_device
@@ -309,7 +311,8 @@ def transfer_seg(cfg: SegConfig) -> dict[str, Any]:
             logits = model(x)
         return seg_loss(logits, y), x.shape[0]
 
-    history = fine_tune(model, train_loader, per_epoch, cfg.epochs, opt, sched, batch_loss, "segmentation")
+    history = fine_tune(model, train_loader, per_epoch, cfg.epochs, opt, sched, batch_loss, "segmentation",
+                        on_epoch_end=on_epoch_end)
     result = evaluate_seg(model, val_loader, num_classes, device, cfg.max_val_batches)
     metrics = {
         "task": "seg",
