@@ -122,6 +122,7 @@ class FanOut:
     max_failures: int = 2
     fault: str | None = None                 # DNA_FAULT_BLOCK of the caller
     name: str = ""                           # unique per fan-out: Ray run/experiment/job name
+    supernets: str | None = None             # rate: the supernets to rate (None: the layout's)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -214,7 +215,7 @@ def fault_marker(block_out: str, epoch: int) -> str:
 def fan_out_blocks(task: str, run_cfg: RunConfig, generation: int, teacher: TeacherConfig,
                    blocks: list[int] | None = None, workers_per_block: int = 1, use_gpu: bool = False,
                    max_concurrent: int | None = None, max_failures: int = 2,
-                   ray_address: str | None = None) -> dict[int, dict]:
+                   ray_address: str | None = None, supernets: str | None = None) -> dict[int, dict]:
     """Train (``task="train"``) or rate (``task="rate"``) ``blocks`` (default: all) of generation
     ``generation`` in parallel on Ray; returns ``{block: metrics}``.
 
@@ -230,7 +231,7 @@ def fan_out_blocks(task: str, run_cfg: RunConfig, generation: int, teacher: Teac
     spec = FanOut(task=task, run=run_cfg, generation=generation, teacher=teacher,
                   blocks=list(blocks), workers_per_block=workers_per_block, use_gpu=use_gpu,
                   max_concurrent=max_concurrent, max_failures=max_failures,
-                  fault=os.environ.get(FAULT_ENV) or None)
+                  fault=os.environ.get(FAULT_ENV) or None, supernets=supernets)
     return run(spec, ray_address)
 
 
@@ -317,8 +318,7 @@ def finished_blocks(spec: FanOut) -> dict[int, dict]:
                 if state["epoch"] >= spec.run.block_epochs:
                     done[k] = dict(state["metrics"], cached=True)
         else:
-            part = storage.join(gen.scores, f"block={k}", storage.PART_FILE)
-            if storage.exists(part):
+            if storage.exists(gen.scores_part(k)):
                 done[k] = {"scores": gen.scores, "blocks": [k], "cached": True}
     return done
 
@@ -405,7 +405,7 @@ def _rate_block(spec: FanOut, k: int) -> dict:
 
     _torch_threads()
     t0 = time.time()
-    metrics = rate(rate_config(spec.run, spec.generation, spec.teacher, k))
+    metrics = rate(rate_config(spec.run, spec.generation, spec.teacher, k, spec.supernets))
     metrics["ray"] = {"started_at": t0, "finished_at": time.time(), "host": socket.gethostname()}
     return metrics
 

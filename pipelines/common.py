@@ -212,47 +212,12 @@ EXTRA_SECTIONS = ("pp",)
 
 
 
-def validate_run_config(d: dict, remote: bool, builtin_teachers: tuple[str, ...] | None = None) -> Any:
-    """A checked :class:`dna.generation.RunConfig` (raises :class:`dna.errors.DnaError`).
+def validate_run_config(d: dict, remote: bool) -> Any:
+    """A checked :class:`dna.generation.RunConfig` (:meth:`RunConfig.validate` makes every check;
+    ``remote``: the run happens in a cluster, so URIs are not opened from here)."""
+    from dna.generation import RunConfig
 
-    ``remote``: the run happens in a cluster, so URIs are not opened from here (this machine may
-    have no access to the cluster's storage). ``builtin_teachers``: the teacher names that stand
-    for the pipeline's own default teacher, which takes no weights (default: DNA's tiny teacher)."""
-    import timm
-
-    from dna import storage
-    from dna.errors import DnaError
-    from dna.generation import TINY_TEACHERS, RunConfig, _retrain_config
-
-    builtin_teachers = TINY_TEACHERS if builtin_teachers is None else builtin_teachers
-    cfg = RunConfig.from_dict(d)
-    checkpoint = cfg.teacher.checkpoint
-    model = cfg.teacher.model
-    if model in builtin_teachers and (checkpoint or cfg.teacher.pretrained):
-        raise DnaError("--teacher-checkpoint / pretrained need --teacher: the timm name or architecture .json "
-                       "URI the weights belong to")
-    if model.endswith(".json"):
-        if not remote:
-            storage.check_readable(model)
-    elif model not in builtin_teachers and not timm.is_model(model):
-        raise DnaError(f"teacher {model!r}: expected {' or '.join(repr(t) for t in builtin_teachers if t)} (the "
-                       "default), a timm model name (e.g. efficientnet_b1) or an architecture .json URI")
-    if remote and checkpoint:
-        cfg.teacher.checkpoint = None
-    try:
-        cfg.validate()
-    finally:
-        cfg.teacher.checkpoint = checkpoint
-    if not cfg.data.is_builtin and not remote:
-        storage.check_readable(cfg.data.uri)
-    for name in ("teacher_train", "retrain"):
-        try:
-            _retrain_config(getattr(cfg, name), "model.json", "out", cfg.data, cfg.seed, cfg.device).validate()
-        except DnaError as exc:
-            raise DnaError(f"{name}: {exc}") from None
-    if cfg.transfer_epochs < 1:
-        raise DnaError(f"transfer_epochs={cfg.transfer_epochs}: expected >= 1")
-    return cfg
+    return RunConfig.from_dict(d).validate(remote=remote)
 
 
 def pipeline_arguments(args: argparse.Namespace, run_config_json: str,
@@ -415,13 +380,9 @@ class Extras:
         return {}
 
     def validate(self, run_config: dict, arguments: dict[str, Any], remote: bool) -> None:
-        cfg = validate_run_config(run_config, remote=remote)
-        if arguments.get("scale_retrain"):
-            from components._runtime import with_retrain
-            from dna.generation import _retrain_config
+        from dna.generation import with_retrain
 
-            scaled = with_retrain(cfg, arguments["scale_retrain"]).retrain
-            _retrain_config(scaled, "model.json", "out", cfg.data, cfg.seed, cfg.device).validate()
+        with_retrain(validate_run_config(run_config, remote=remote), arguments.get("scale_retrain"))
 
 
 def make_plan(args: argparse.Namespace, default_generations: int | None, presets: dict[str, dict] | None = None,
