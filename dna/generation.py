@@ -96,6 +96,8 @@ class RunConfig:
         unknown = sorted(set(self.transfer) - {"seg", "det", "cls"})
         if unknown:
             raise DnaError(f"transfer tasks {unknown}: expected some of ['seg', 'det', 'cls']")
+        if self.transfer_epochs < 1:
+            raise DnaError(f"transfer_epochs={self.transfer_epochs}: expected >= 1")
         transfer_configs(self)
         from dna.scale import coefficients
 
@@ -105,8 +107,6 @@ class RunConfig:
             storage.check_readable(self.data.uri)
         for name in ("teacher_train", "retrain"):
             check_retrain(self, getattr(self, name), name)
-        if self.transfer_epochs < 1:
-            raise DnaError(f"transfer_epochs={self.transfer_epochs}: expected >= 1")
         return self
 
     def to_dict(self) -> dict:

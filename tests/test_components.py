@@ -256,3 +256,112 @@ def test_dnapp_bodies_train_rate_search_retrain(tmp_path):
     assert model.metadata["top1"] >= 0 and os.path.getsize(model.path) > 0
     assert storage.exists(os.path.join(root, "gen0", "retrain", "metrics.json"))
     assert len(embedded_pngs(open(report.path).read())) >= 1
+
+
+# ----- KFP edges carry the data -------------------------------------------------------------------------
+def all_components():
+    from components import dnapp, summary
+    from components.data import prepare_data
+    from components.rate import rate_blocks
+    from components.retrain import retrain
+    from components.scale import scale_teacher
+    from components.search import search
+    from components.supernet import train_supernets
+    from components.teacher import train_teacher
+    from components.transfer import transfer
+
+    return [prepare_data, train_teacher, train_supernets, rate_blocks, search, retrain, scale_teacher, transfer,
+            summary.summarize, dnapp.train_pp_supernet, dnapp.rate_pp, dnapp.retrain_vit]
+
+
+class AllInputsRead(Exception):
+    """Raised when a component body has touched every input artifact it declares."""
+
+
+class RecordingInput(FakeArtifact):
+    """An input artifact that notes when the component reads it (its file or its metadata)."""
+
+    def __init__(self, path: str, uri: str, name: str, seen: set, declared: set):
+        super().__init__(path)
+        self._meta = {"uri": uri}
+        self._name, self._seen, self._declared = name, seen, declared
+
+    def _touch(self):
+        self._seen.add(self._name)
+        if self._seen >= self._declared:
+            raise AllInputsRead(sorted(self._seen))
+
+    def __getattribute__(self, attr):
+        if attr in ("path", "metadata"):
+            object.__getattribute__(self, "_touch")()
+            return object.__getattribute__(self, "_meta" if attr == "metadata" else "path")
+        return object.__getattribute__(self, attr)
+
+
+def _arguments(comp, tmp_path, seen: set):
+    """Parameters with harmless values, recording inputs (valid pointers), plain outputs."""
+    spec = comp.component_spec
+    declared = {n for n, s in (spec.inputs or {}).items() if "@" in s.type}
+    existing = tmp_path / "exists"
+    existing.mkdir(exist_ok=True)
+    pointer = tmp_path / "pointer.json"
+    pointer.write_text(json.dumps({"uri": str(existing), "tasks": ["seg"], "data": {"uri": "builtin:shapes"},
+                                   "teacher": {"model": "efficientnet_b0", "checkpoint": str(existing)}}))
+    kw = {}
+    for name, s in (spec.inputs or {}).items():
+        if name in declared:
+            kw[name] = RecordingInput(str(pointer), str(existing), name, seen, declared)
+        elif s.type == "Integer":
+            kw[name] = 0
+        elif name == "run_config":
+            kw[name] = json.dumps(RunConfig(root=str(tmp_path / "run"), space=_space(comp), transfer=[]).to_dict())
+        else:
+            kw[name] = "{}" if name == "pp_config" else ""
+    for name in spec.outputs or {}:
+        if name != "Output":
+            kw[name] = artifact(tmp_path, name)
+    return kw, declared
+
+
+def _space(comp) -> str:
+    return "vit-tiny" if comp.name in ("train-pp-supernet", "rate-pp", "retrain-vit") else "mbconv-tiny"
+
+
+@pytest.mark.parametrize("comp", all_components(), ids=lambda c: c.name)
+def test_every_declared_input_is_read(tmp_path, comp):
+    """A component reads every input artifact it declares before it does any work, so the DAG's
+    edges are what it consumes (an input it never read would let the component finish here)."""
+    seen: set = set()
+    kw, declared = _arguments(comp, tmp_path, seen)
+    if not declared:
+        return                                           # prepare_data: parameters only
+    with pytest.raises(AllInputsRead):
+        comp.python_func(**kw)
+    assert seen == declared
+
+
+def test_an_edge_to_a_deleted_uri_fails_naming_it(tmp_path):
+    """A KFP cache hit can hand a stage an artifact of a run root deleted since: a clear error."""
+    from components.retrain import retrain
+    from components.search import search
+
+    cfg = json.dumps(RunConfig(root=str(tmp_path / "run"), transfer=[]).to_dict())
+    gone = str(tmp_path / "deleted-run" / "gen0" / "scores")
+    scores = artifact(tmp_path, "scores")
+    rt.write_pointer(scores, "scores", gone, 0)
+    scores.metadata.clear()                              # the pointer JSON alone names the URI
+    with pytest.raises(ValueError, match=rf"input 'scores' points at {gone}, which does not exist"):
+        search.python_func(run_config=cfg, generation=0, scores=scores, arch=artifact(tmp_path, "a"),
+                           metrics=artifact(tmp_path, "m"), report=artifact(tmp_path, "r"))
+    arch, teacher = artifact(tmp_path, "arch"), artifact(tmp_path, "teacher")
+    arch.metadata["uri"] = str(tmp_path / "deleted-run" / "gen0" / "search" / "arch.json")
+    with pytest.raises(ValueError, match="input 'arch' points at .*deleted-run/gen0/search/arch.json"):
+        retrain.python_func(run_config=cfg, generation=0, arch=arch, teacher=teacher, model=artifact(tmp_path, "w"),
+                            metrics=artifact(tmp_path, "m"), report=artifact(tmp_path, "r"))
+    from dna.teacher import TeacherConfig
+
+    rt.write_teacher(teacher, TeacherConfig(model="efficientnet_b0", checkpoint=str(tmp_path / "gone.pt")), 0)
+    with pytest.raises(ValueError, match="input 'teacher' points at .*gone.pt"):
+        rt.read_teacher(teacher)
+    with pytest.raises(ValueError, match="names no URI"):
+        rt.input_uri(artifact(tmp_path, "empty"), "empty")
