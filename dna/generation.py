@@ -401,17 +401,18 @@ def run(cfg: RunConfig, log: Callable[[str], Any] = print) -> dict:
         supernet_step(cfg, g, teacher)
         log(f"[gen {g}] rating")
         rate_step(cfg, g, teacher)
-        best = search_step(cfg, g)["architectures"][0]
+        result = search_step(cfg, g)
+        best, arch = result["architectures"][0], result["arch"]
         log(f"[gen {g}] searched: loss {best['loss']:.4f}, params {best['params']:,}, flops {best['flops']:,}")
         if g < cfg.generations - 1:
             log(f"[gen {g}] scaling to {cfg.scale_to} and retraining: next generation's teacher")
-            scale_step(cfg, g, teacher)
-        else:
-            log(f"[gen {g}] retraining the searched net")
-            retrain_step(cfg, g, teacher)
-            if cfg.transfer:
-                log(f"[gen {g}] transfer: {', '.join(cfg.transfer)}")
-                transfer_step(cfg, g)
-    summary = write_summary(cfg)
+            scale_step(cfg, g, teacher, arch=arch)
+            continue
+        log(f"[gen {g}] retraining the searched net")
+        model = retrain_step(cfg, g, teacher, arch=arch)["model"]
+        if cfg.transfer:
+            log(f"[gen {g}] transfer: {', '.join(cfg.transfer)}")
+            transfer_step(cfg, g, arch=arch, weights=model)
+    summary = write_summary(cfg, arch=arch, model=model)
     summary["seconds"] = time.time() - t0
     return summary

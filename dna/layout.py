@@ -32,39 +32,30 @@ SUMMARY_FILE = "summary.json"
 SUMMARY_HTML = "summary.html"
 
 
+def _file(name: str) -> property:
+    """A property: the file ``name`` in the object's folder ``dir``."""
+    return property(lambda self: storage.join(self.dir, name), doc=f"``{name}`` in the folder")
+
+
 @dataclass(frozen=True)
 class StageFiles:
-    """The files a training stage (retrain, teacher, transfer task) writes into its ``out``."""
+    """The artifact files of one folder: what a training stage (retrain, teacher, transfer task)
+    writes into its ``out``, or the run root's own files."""
 
     dir: str
+    model = _file(MODEL_FILE)
+    metrics = _file(METRICS_FILE)
+    curve = _file(CURVE_PNG)
+    curve_csv = _file(CURVE_CSV)
+    checkpoint = _file(CHECKPOINT_FILE)
+    samples = _file(SAMPLES_FILE)
+    arch = _file(ARCH_FILE)
+    config = _file(CONFIG_FILE)
+    summary = _file(SUMMARY_FILE)
+    summary_html = _file(SUMMARY_HTML)
 
-    @property
-    def model(self) -> str:
-        return storage.join(self.dir, MODEL_FILE)
-
-    @property
-    def metrics(self) -> str:
-        return storage.join(self.dir, METRICS_FILE)
-
-    @property
-    def curve(self) -> str:
-        return storage.join(self.dir, CURVE_PNG)
-
-    @property
-    def curve_csv(self) -> str:
-        return storage.join(self.dir, CURVE_CSV)
-
-    @property
-    def checkpoint(self) -> str:
-        return storage.join(self.dir, CHECKPOINT_FILE)
-
-    @property
-    def samples(self) -> str:
-        return storage.join(self.dir, SAMPLES_FILE)
-
-    @property
-    def arch(self) -> str:
-        return storage.join(self.dir, ARCH_FILE)
+    def report(self, name: str) -> str:
+        return storage.join(self.dir, name)
 
 
 def stage_files(out: str) -> StageFiles:
@@ -160,6 +151,10 @@ class Generation:
     def transfer_files(self, task: str) -> StageFiles:
         return StageFiles(self.transfer_task(task))
 
+    def stage(self, name: str) -> StageFiles:
+        """The folder of a stage named ``name`` (``<root>/gen<g>/<name>/``) and its files."""
+        return StageFiles(self.path(name))
+
     @property
     def reports(self) -> str:
         return self.path("reports")
@@ -168,30 +163,9 @@ class Generation:
         return storage.join(self.reports, name)
 
 
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of the run root itself."""
-
-    root: str
-
-    @property
-    def config(self) -> str:
-        return storage.join(self.root, CONFIG_FILE)
-
-    @property
-    def summary(self) -> str:
-        return storage.join(self.root, SUMMARY_FILE)
-
-    @property
-    def summary_html(self) -> str:
-        return storage.join(self.root, SUMMARY_HTML)
-
-    def report(self, name: str) -> str:
-        return storage.join(self.root, name)
-
-
-def run_files(root: str) -> RunFiles:
-    return RunFiles(root)
+def run_files(root: str) -> StageFiles:
+    """The files of the run root itself: config.json, summary.json, summary.html, reports."""
+    return StageFiles(root)
 
 
 def block_dir(supernets: str, block: int) -> str:
