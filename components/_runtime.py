@@ -6,7 +6,9 @@ import: artifacts are duck-typed (``.path``, ``.metadata``, ``.log_metric``).
 
 The run root holds the real outputs (``dna.layout``); KFP artifacts are small: an architecture
 JSON, a teacher/pointer JSON naming URIs in the run root, the retrained weights, and the
-reports (also written to ``<root>/gen<g>/reports/``).
+reports (also written to ``<root>/gen<g>/reports/``). Every output artifact carries the run-root
+URI it stands for (metadata ``uri``); a component reads what it consumes from its input artifacts
+(:func:`input_uri`, :func:`read_teacher`, :func:`read_data`), so the DAG's edges carry the data.
 """
 
 from __future__ import annotations
@@ -65,22 +67,6 @@ def load_config(run_config: str):
     return RunConfig.from_dict(d)
 
 
-def with_retrain(cfg, overrides: str):
-    """``cfg`` with its ``retrain`` settings updated from a JSON object (empty: unchanged)."""
-    from dna.errors import DnaError, check_keys, field_names
-
-    if not (overrides or "").strip():
-        return cfg
-    try:
-        d = json.loads(overrides)
-    except json.JSONDecodeError as exc:
-        raise DnaError(f"retrain overrides are not valid JSON: {exc}") from None
-    if not isinstance(d, dict):
-        raise DnaError(f"retrain overrides {overrides!r}: expected a JSON object")
-    check_keys(d, field_names(cfg.retrain), "retrain overrides keys")
-    return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, **d))
-
-
 def resolve_root(root: str, run_id: str) -> str:
     """The run root: as given, else ``$DNA_RUN_ROOT/<run id>`` (the cluster default)."""
     from dna import storage
@@ -131,24 +117,71 @@ def write_teacher(artifact, teacher, generation: int, **metadata: Any) -> None:
                         **metadata)
 
 
-def read_teacher(artifact):
+def read_teacher(artifact, name: str = "teacher"):
+    """The :class:`dna.teacher.TeacherConfig` of a teacher artifact, its files verified to exist."""
     from dna.errors import DnaError
     from dna.teacher import TeacherConfig
 
     d = read_json_artifact(artifact)
     if not isinstance(d, dict) or "teacher" not in d:
         raise DnaError(f"{artifact.path}: not a teacher artifact (expected a JSON with 'teacher')")
-    return TeacherConfig(**d["teacher"])
+    t = TeacherConfig(**d["teacher"])
+    for uri in (t.checkpoint, t.model if t.model.endswith(".json") else None):
+        if uri:
+            _check_exists(uri, name)
+    return t
 
 
-def fix_teacher_classes(teacher, cfg):
-    """A timm-named teacher trained here predicts the data's classes, not timm's 1000."""
-    if teacher.num_classes is None and not teacher.model.endswith(".json") and teacher.checkpoint \
-            and not teacher.pretrained:
-        from dna.data import num_classes
+def write_pointer(artifact, kind: str, uri: str, generation: int, **extra: Any) -> None:
+    """A pointer artifact: ``{"format", "kind", "uri", "generation", ...}`` naming a folder of
+    the run root (supernets, scores, transfer results); ``uri`` also goes to its metadata."""
+    write_json_artifact(artifact, {"format": POINTER_FORMAT, "kind": kind, "uri": uri, "generation": generation,
+                                   **extra}, uri=uri, generation=generation)
 
-        return dataclasses.replace(teacher, num_classes=num_classes(cfg.data))
-    return teacher
+
+def _check_exists(uri: str, name: str) -> str:
+    from dna import storage
+    from dna.errors import DnaError
+
+    if not storage.exists(uri):
+        raise DnaError(f"input {name!r} points at {uri}, which does not exist: the run root was deleted or moved "
+                       "after the upstream stage wrote it (e.g. a KFP cache hit of an earlier run); rerun with "
+                       "--no-cache or a new root")
+    return uri
+
+
+def input_uri(artifact, name: str, exists: bool = True) -> str:
+    """The run-root URI an input artifact points at (its metadata ``uri``, else the ``uri`` of
+    the pointer JSON it holds), verified to exist (``exists``: a folder that may still be empty
+    is not): what a component consumes comes from its edge."""
+    from dna.errors import DnaError
+
+    uri = (getattr(artifact, "metadata", None) or {}).get("uri")
+    if not uri:
+        try:
+            d = read_json_artifact(artifact)
+        except (OSError, ValueError):
+            d = None
+        uri = d.get("uri") if isinstance(d, dict) else None
+    if not uri or not isinstance(uri, str):
+        raise DnaError(f"input {name!r} ({artifact.path}) names no URI (no 'uri' in its metadata or pointer JSON): "
+                       "expected the output artifact of the upstream stage")
+    return _check_exists(uri, name) if exists else uri
+
+
+def read_data(artifact):
+    """The :class:`dna.data.DataConfig` of a ``prepare_data`` artifact (its data verified readable)."""
+    from dna import storage
+    from dna.data import DataConfig
+    from dna.errors import DnaError
+
+    d = read_json_artifact(artifact)
+    if not isinstance(d, dict) or not isinstance(d.get("data"), dict):
+        raise DnaError(f"{artifact.path}: not a data artifact (expected a JSON with 'data')")
+    data = DataConfig.from_dict(d["data"])
+    if not data.is_builtin:
+        storage.check_readable(data.uri)
+    return data
 
 
 def copy_to_artifact(uri: str, artifact) -> None:
@@ -158,30 +191,17 @@ def copy_to_artifact(uri: str, artifact) -> None:
     _write_file(artifact.path, storage.read_bytes(uri))
 
 
-def read_optional_bytes(uri: str) -> bytes | None:
-    from dna import storage
-
-    return storage.read_bytes(uri) if storage.exists(uri) else None
-
-
-def read_optional_json(uri: str) -> Any:
-    from dna import storage
-
-    return storage.read_json(uri) if storage.exists(uri) else None
-
-
 def publish_report(text: str, artifact, cfg, generation: int | None, name: str) -> str:
     """Write a report to the KFP artifact and to the run root; returns its run-root URI."""
     from dna import storage
     from dna.layout import generation as layout
+    from dna.layout import run_files
 
     _write_file(artifact.path, text)
     ext = "md" if name.endswith(".md") else "html"
     base = name.rsplit(".", 1)[0]
-    if generation is None:
-        uri = storage.join(cfg.root, f"{base}.{ext}")
-    else:
-        uri = storage.join(layout(cfg.root, generation).reports, f"{base}.{ext}")
+    where = run_files(cfg.root) if generation is None else layout(cfg.root, generation)
+    uri = where.report(f"{base}.{ext}")
     storage.write_text(text, uri)
     artifact.metadata["uri"] = uri
     return uri
@@ -197,58 +217,7 @@ def log_metrics(metrics, values: dict[str, Any], prefix: str = "") -> None:
             metrics.log_metric(name, float(v))
 
 
-# ----- DNA++ -------------------------------------------------------------------------------------
-# teacher names meaning DNA++'s default CNN teacher (dna.ssl picks it for the space)
-PP_DEFAULT_TEACHERS = ("", "tiny", "default")
-
-
-def pp_settings(pp_config: str) -> dict:
-    from dna.errors import DnaError
-
-    try:
-        d = json.loads(pp_config or "{}")
-    except json.JSONDecodeError as exc:
-        raise DnaError(f"pp_config is not valid JSON: {exc}") from None
-    if not isinstance(d, dict) or set(d) - {"train", "retrain"}:
-        raise DnaError("pp_config must be a JSON object with 'train' and/or 'retrain' sections")
-    return d
-
-
-def pp_train_config(cfg, pp_config: str):
-    """The :class:`dna.ssl.PPTrainConfig` of a DNA++ run: the run config's root, space, data,
-    teacher, epochs and caps, plus ``pp_config["train"]``."""
-    from dna.layout import generation as layout
-    from dna.ssl import PPLossConfig, PPTrainConfig
-
-    train = dict(pp_settings(pp_config).get("train") or {})
-    if isinstance(train.get("loss"), dict):
-        train["loss"] = PPLossConfig(**train["loss"])
-    teacher = None if cfg.teacher.model in PP_DEFAULT_TEACHERS else cfg.teacher
-    base = dict(out=layout(cfg.root, 0).supernets, space=cfg.space, teacher=teacher,
-                data=dataclasses.replace(cfg.data, augment=False), epochs=cfg.block_epochs,
-                max_steps_per_epoch=cfg.block_max_steps, seed=cfg.seed, device=cfg.device)
-    base.update(train)
-    return PPTrainConfig(**base).validate()
-
-
-def retrain_vit_config(cfg, pp_config: str, arch: str, out: str):
-    """The :class:`dna.retrain_vit.RetrainViTConfig` of a DNA++ run: the run config's retrain
-    settings (epochs, lr, steps, dropout, smoothing, RandAugment) plus ``pp_config["retrain"]``."""
-    from dna.retrain_vit import RetrainViTConfig
-
-    r = cfg.retrain
-    base = dict(arch=arch, out=out, data=cfg.data, epochs=r.epochs, lr=r.lr, steps_per_epoch=r.steps_per_epoch,
-                drop_rate=r.drop_rate, drop_path_rate=r.drop_path_rate, label_smoothing=r.label_smoothing,
-                auto_augment=r.auto_augment, seed=cfg.seed, device=cfg.device or "auto")
-    base.update(pp_settings(pp_config).get("retrain") or {})
-    return RetrainViTConfig(**base).validate()
-
-
 # ----- reading a run root -----------------------------------------------------------------------
-def limits(cfg) -> dict[str, float | None]:
-    return {"params": cfg.max_params, "flops": cfg.max_flops}
-
-
 def pareto_fronts(scores_uri: str) -> dict[str, list[dict]]:
     """The exact loss-vs-params and loss-vs-FLOPs fronts of a scores table (short records)."""
     from dna.search.run import run_search
@@ -272,88 +241,3 @@ def top_candidates(scores_uri: str, per_block: int = 3) -> tuple[dict[int, list[
         counts[r["block"]] = counts.get(r["block"], 0) + 1
         best.setdefault(r["block"], []).append(r)
     return {k: sorted(v, key=lambda r: r["loss"])[:per_block] for k, v in best.items()}, counts
-
-
-def transfer_results(cfg, g: int) -> tuple[dict[str, dict], dict[str, bytes]]:
-    """Stored transfer metrics and sample images of generation ``g`` (tasks that finished)."""
-    from dna import storage
-    from dna.layout import generation as layout
-
-    results, samples = {}, {}
-    for task in cfg.transfer:
-        out = storage.join(layout(cfg.root, g).transfer, task)
-        m = read_optional_json(storage.join(out, "metrics.json"))
-        if m is not None:
-            results[task] = m
-        png = read_optional_bytes(storage.join(out, "samples.png"))
-        if png:
-            samples[task] = png
-    return results, samples
-
-
-def run_summary(cfg) -> dict[str, Any]:
-    """What :func:`dna.generation.run` returns, read back from the run root, plus where every
-    artifact is: written as ``<root>/summary.json`` by the pipelines' last stage."""
-    from dna import storage
-    from dna.generation import ARCH_FILE, MODEL_FILE, TINY_TEACHERS
-    from dna.layout import generation as layout
-    from dna.space import get_space
-
-    vit = getattr(get_space(cfg.space), "kind", "mbconv") == "vit"
-    gens = []
-    final: dict[str, Any] = {}
-    artifacts: dict[str, str] = {"run config": storage.join(cfg.root, "config.json"),
-                                 "summary": storage.join(cfg.root, "summary.json"),
-                                 "summary report": storage.join(cfg.root, "summary.html")}
-    for g in range(cfg.generations):
-        gen = layout(cfg.root, g)
-        result = read_optional_json(storage.join(gen.search, "result.json")) or {}
-        best = (result.get("architectures") or [{}])[0]
-        entry: dict[str, Any] = {"generation": g, "dir": gen.dir, "search": best}
-        teacher_m = read_optional_json(storage.join(gen.teacher, "metrics.json"))
-        if g == 0 and vit:
-            entry["teacher"] = {"model": cfg.teacher.model, "checkpoint": storage.join(gen.supernets, "teacher.pt"),
-                                "trained": "jointly with the ViT supernet (DNA++)"}
-        elif g == 0:
-            tiny = cfg.teacher.model in TINY_TEACHERS
-            entry["teacher"] = {"model": storage.join(gen.teacher, ARCH_FILE) if tiny else cfg.teacher.model}
-            if teacher_m:
-                entry["teacher"]["top1"] = teacher_m.get("top1")
-        else:
-            entry["teacher"] = {"model": storage.join(layout(cfg.root, g - 1).scaled, ARCH_FILE)}
-        scaled_m = read_optional_json(storage.join(gen.scaled, "retrain", "metrics.json"))
-        if scaled_m:
-            entry["scaled"] = {"arch": storage.join(gen.scaled, ARCH_FILE),
-                               "model": storage.join(gen.scaled, "retrain", MODEL_FILE),
-                               "metrics": _short_metrics(scaled_m)}
-        retrain_m = read_optional_json(storage.join(gen.retrain, "metrics.json"))
-        if retrain_m:
-            entry["retrain"] = {"model": storage.join(gen.retrain, MODEL_FILE), "metrics": _short_metrics(retrain_m)}
-        gens.append(entry)
-        artifacts[f"gen{g} scores (Parquet by block)"] = gen.scores
-        artifacts[f"gen{g} supernets"] = gen.supernets
-        artifacts[f"gen{g} reports"] = gen.reports
-        if best:
-            artifacts[f"gen{g} searched architecture"] = storage.join(gen.search, ARCH_FILE)
-        if scaled_m:
-            artifacts[f"gen{g} scaled teacher"] = storage.join(gen.scaled, "retrain", MODEL_FILE)
-    last = cfg.generations - 1
-    gen = layout(cfg.root, last)
-    transfer, _ = transfer_results(cfg, last)
-    final = {"generation": last, "search": gens[-1]["search"] if gens else {},
-             "arch": storage.join(gen.search, ARCH_FILE),
-             "retrain": (gens[-1].get("retrain") or {}).get("metrics", {}) if gens else {},
-             "model": storage.join(gen.retrain, MODEL_FILE),
-             "transfer": {t: _short_metrics(m) for t, m in transfer.items()}}
-    artifacts["final model (retrained)"] = final["model"]
-    artifacts["final architecture"] = final["arch"]
-    artifacts["final retrain curves"] = storage.join(gen.retrain, "curve.png")
-    for t in transfer:
-        artifacts[f"transfer {t}"] = storage.join(gen.transfer, t)
-    return {"root": cfg.root, "generations": gens, "final": final, "limits": limits(cfg),
-            "artifacts": artifacts}
-
-
-def _short_metrics(m: dict) -> dict:
-    """Metrics without the bulky history / arch / config entries."""
-    return {k: v for k, v in m.items() if k not in ("history", "arch", "config") and not isinstance(v, (list, dict))}

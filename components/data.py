@@ -18,13 +18,15 @@ def prepare_data(run_config: str, generations: int, run_id: str, data: Output[Da
     from components import reports
     from dna import storage
     from dna.data import class_names
+    from dna.layout import run_files
+    from dna.run_summary import read_optional_json
 
     rt.setup()
     cfg = rt.load_config(run_config)
     cfg = dataclasses.replace(cfg, root=rt.resolve_root(cfg.root, run_id), generations=generations)
-    cfg.validate()
-    config_uri = storage.join(cfg.root, "config.json")
-    stored = rt.read_optional_json(config_uri)
+    cfg.validate()                  # here, in the cluster, the URIs are opened too
+    config_uri = run_files(cfg.root).config
+    stored = read_optional_json(config_uri)
     if stored is not None and stored != cfg.to_dict():
         rt.log(f"{config_uri} holds another config: outputs already stored under the root are reused "
                "where their stage finds them")

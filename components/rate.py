@@ -10,8 +10,8 @@ from components.settings import IMAGE
 def rate_blocks(run_config: str, generation: int, teacher: Input[Model], supernets: Input[Model],
                 gpus_per_block: int, max_concurrent_blocks: int, ray_address: str, scores: Output[Dataset],
                 metrics: Output[Metrics], report: Output[Markdown]):
-    """``fan_out_blocks("rate", ...)``: writes the scores table as Parquet partitions
-    ``<root>/gen<g>/scores/block=<k>/``; blocks already rated are kept."""
+    """``fan_out_blocks("rate", ...)`` of the ``supernets`` artifact's supernets: writes the scores
+    table as Parquet partitions ``<root>/gen<g>/scores/block=<k>/``; blocks already rated are kept."""
     from components import _runtime as rt
     from components import reports
     from components.fanout import fan_out_blocks
@@ -21,20 +21,21 @@ def rate_blocks(run_config: str, generation: int, teacher: Input[Model], superne
     cfg = rt.load_config(run_config)
     g = generation
     t = rt.read_teacher(teacher)
+    supernets_uri = rt.input_uri(supernets, "supernets")
     rt.log(f"[gen {g}] rating every path of every block")
     try:
         results = fan_out_blocks("rate", cfg, g, t, workers_per_block=1, use_gpu=gpus_per_block > 0,
-                                 max_concurrent=max_concurrent_blocks or None, ray_address=ray_address or None)
+                                 max_concurrent=max_concurrent_blocks or None, ray_address=ray_address or None,
+                                 supernets=supernets_uri)
     finally:
         rt.shutdown_ray()
-    gen = layout(cfg.root, g)
-    top, counts = rt.top_candidates(gen.scores)
+    scores_uri = layout(cfg.root, g).scores
+    top, counts = rt.top_candidates(scores_uri)
     for k in sorted(top):
         rt.log(f"[gen {g}] block {k}: {counts[k]} candidates, best {top[k][0]['ops']} loss {top[k][0]['loss']:.4f}")
     rt.log_metrics(metrics, {"candidates": sum(counts.values()),
                              **{f"best_loss.block{k}": v[0]["loss"] for k, v in top.items()}})
-    rt.write_json_artifact(scores, {"format": rt.POINTER_FORMAT, "kind": "scores", "uri": gen.scores,
-                                    "generation": g, "rows": counts},
-                           uri=gen.scores, rows=sum(counts.values()), generation=g)
-    md = reports.blocks_report("rate", results, g, extra=reports.scores_markdown(top, counts, gen.scores))
+    rt.write_pointer(scores, "scores", scores_uri, g, rows=counts)
+    scores.metadata["rows"] = sum(counts.values())
+    md = reports.blocks_report("rate", results, g, extra=reports.scores_markdown(top, counts, scores_uri))
     rt.publish_report(md, report, cfg, g, "rating.md")

@@ -7,29 +7,36 @@ from components.settings import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def summarize(run_config: str, model: Input[Model], transfer_metrics: Input[Metrics], summary: Output[Artifact],
-              metrics: Output[Metrics], report: Output[HTML]):
-    """Collect the answer (architecture, params, FLOPs, accuracy, transfer) and every
-    generation from the run root; write ``<root>/summary.json`` and the final report."""
+def summarize(run_config: str, arch: Input[Model], model: Input[Model], transfer: Input[Artifact],
+              summary: Output[Artifact], metrics: Output[Metrics], report: Output[HTML]):
+    """:func:`dna.run_summary.write_summary` of the answer the inputs point at (``arch``, the
+    retrained ``model``, the ``transfer`` results) and every generation of the run root:
+    ``<root>/summary.json`` (the shape :func:`dna.generation.run` returns) and the final report."""
     from components import _runtime as rt
     from components import reports
-    from dna import storage
     from dna.layout import generation as layout
+    from dna.layout import run_files
+    from dna.run_summary import (
+        read_optional_bytes,
+        read_optional_json,
+        transfer_results,
+        write_summary,
+    )
 
     rt.setup()
     cfg = rt.load_config(run_config)
-    s = rt.run_summary(cfg)
-    storage.write_json(s, storage.join(cfg.root, "summary.json"))
+    arch_uri, model_uri = rt.input_uri(arch, "arch"), rt.input_uri(model, "model")
+    tasks = (rt.read_json_artifact(transfer) or {}).get("tasks")
+    transfer_uri = rt.input_uri(transfer, "transfer", exists=bool(tasks))   # no task ran: no folder
+    s = write_summary(cfg, arch=arch_uri, model=model_uri, transfer=transfer_uri)
     final = s["final"]
     gen = layout(cfg.root, final["generation"])
-    arch = rt.read_optional_json(final["arch"])
-    fronts = rt.read_optional_json(storage.join(gen.search, "pareto.json"))
-    curve = rt.read_optional_bytes(storage.join(gen.retrain, "curve.png"))
-    _, samples = rt.transfer_results(cfg, final["generation"])
-    html = reports.summary_report(s, arch, fronts, curve, samples)
+    _, samples = transfer_results(cfg, final["generation"], transfer_uri)
+    html = reports.summary_report(s, read_optional_json(arch_uri), read_optional_json(gen.pareto),
+                                  read_optional_bytes(gen.retrain_files.curve), samples)
     rt.publish_report(html, report, cfg, None, "summary.html")
     rt.write_json_artifact(summary, s, root=cfg.root)
     best, acc = final.get("search") or {}, final.get("retrain") or {}
     rt.log_metrics(metrics, {"params": best.get("params"), "flops": best.get("flops"), "loss": best.get("loss"),
                              "top1": acc.get("top1"), "top5": acc.get("top5")})
-    rt.log(f"summary: {storage.join(cfg.root, 'summary.json')}")
+    rt.log(f"summary: {run_files(cfg.root).summary}")

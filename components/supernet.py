@@ -33,10 +33,6 @@ def train_supernets(run_config: str, generation: int, teacher: Input[Model], gpu
         rt.log(f"[gen {g}] block {k}: loss {r.get('loss', float('nan')):.4f} after {r.get('epochs')} epochs"
                + (" (cached)" if r.get("cached") else ""))
     rt.log_metrics(metrics, {f"loss.block{k}": r.get("loss") for k, r in results.items()})
-    gen = layout(cfg.root, g)
-    rt.write_json_artifact(supernets, {"format": rt.POINTER_FORMAT, "kind": "supernets", "uri": gen.supernets,
-                                       "generation": g,
-                                       "blocks": {str(k): {"loss": r.get("loss"), "epochs": r.get("epochs")}
-                                                  for k, r in results.items()}},
-                           uri=gen.supernets, generation=g)
+    rt.write_pointer(supernets, "supernets", layout(cfg.root, g).supernets, g,
+                     blocks={str(k): {"loss": r.get("loss"), "epochs": r.get("epochs")} for k, r in results.items()})
     rt.publish_report(reports.blocks_report("train", results, g), report, cfg, g, "supernets.md")

@@ -5,9 +5,10 @@ since nothing can be downloaded in the embedded default). In generation g the se
 compound-scaled, retrained from scratch and becomes the teacher of generation g+1. The final
 answer is the searched student of the last generation, retrained without scaling.
 
-Each step is a plain function of (config, generation) that reads and writes under the run root
-(see :mod:`dna.layout`) and skips work whose outputs exist, so the same steps serve this
-in-process loop, the ``dna`` command line and the KFP components (which fan blocks out on Ray).
+Each step is a plain function of (config, generation, the URIs it consumes) that writes under the
+run root (see :mod:`dna.layout`) and skips work whose outputs exist, so the same steps serve this
+in-process loop (inputs default to their layout paths), the ``dna`` command line and the KFP
+components (which pass what their input artifacts point at and fan blocks out on Ray).
 """
 
 from __future__ import annotations
@@ -21,15 +22,13 @@ from typing import Any
 from dna import storage
 from dna.data import DataConfig
 from dna.errors import DnaError, check_keys, field_names
-from dna.layout import Generation, generation
+from dna.layout import generation, run_files, scores_part, stage_files
 from dna.model.arch import EFFICIENTNET_B0, Architecture
 from dna.space import get_space
 from dna.teacher import TeacherConfig
 
 # teacher names meaning "the embedded default": a half-width EfficientNet-B0 trained here first
 TINY_TEACHERS = ("", "tiny", "efficientnet_b0-half")
-ARCH_FILE = "arch.json"
-MODEL_FILE = "model.pt"
 
 
 @dataclass
@@ -79,28 +78,35 @@ class RunConfig:
     seed: int = 0
     device: str | None = None
 
-    def validate(self) -> RunConfig:
+    def validate(self, remote: bool = False) -> RunConfig:
+        """Every check of a run config, before any work (raises :class:`DnaError`). ``remote``:
+        the run happens elsewhere (a cluster), so URIs are not opened from this machine."""
         if not isinstance(self.root, str) or not self.root:
             raise DnaError("root must be a run folder URI (local path or s3://bucket/prefix)")
         if not isinstance(self.generations, int) or self.generations < 1:
             raise DnaError(f"generations={self.generations!r}: expected an integer >= 1")
         get_space(self.space)
+        _check_teacher(self, remote)
         if self.block_epochs < 1:
             raise DnaError(f"block_epochs={self.block_epochs}: expected >= 1")
-        for name in ("max_params", "max_flops", "max_latency_ms"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise DnaError(f"{name}={v!r}: expected a positive number")
+        from dna.search.run import parse_count
+
+        for name in ("max_params", "max_flops", "max_latency_ms"):   # the one check of a limit
+            parse_count(getattr(self, name), name)
         unknown = sorted(set(self.transfer) - {"seg", "det", "cls"})
         if unknown:
             raise DnaError(f"transfer tasks {unknown}: expected some of ['seg', 'det', 'cls']")
+        if self.transfer_epochs < 1:
+            raise DnaError(f"transfer_epochs={self.transfer_epochs}: expected >= 1")
         transfer_configs(self)
         from dna.scale import coefficients
 
         if self.generations > 1:
             coefficients(self.scale_to)
-        if self.teacher.checkpoint:
-            storage.check_readable(self.teacher.checkpoint)
+        if not self.data.is_builtin and not remote:
+            storage.check_readable(self.data.uri)
+        for name in ("teacher_train", "retrain"):
+            check_retrain(self, getattr(self, name), name)
         return self
 
     def to_dict(self) -> dict:
@@ -119,10 +125,80 @@ class RunConfig:
         return cls(**d)
 
 
+def default_teachers(space: str) -> tuple[str, ...]:
+    """The teacher names standing for the run's own default teacher (no weights needed): DNA's
+    tiny EfficientNet, or DNA++'s default CNN when the space is a ViT space."""
+    if getattr(get_space(space), "kind", "mbconv") == "vit":
+        from dna.dnapp import PP_DEFAULT_TEACHERS
+
+        return PP_DEFAULT_TEACHERS
+    return TINY_TEACHERS
+
+
+def _check_teacher(cfg: RunConfig, remote: bool) -> None:
+    """The teacher is a default name, a timm model or a readable architecture JSON; given weights
+    belong to a named model and are readable (unless ``remote``)."""
+    import timm
+
+    builtin = default_teachers(cfg.space)
+    model, checkpoint = cfg.teacher.model, cfg.teacher.checkpoint
+    if model in builtin and (checkpoint or cfg.teacher.pretrained):
+        raise DnaError("--teacher-checkpoint / pretrained need --teacher: the timm name or architecture .json "
+                       "URI the weights belong to")
+    if model.endswith(".json"):
+        if not remote:
+            storage.check_readable(model)
+    elif model not in builtin and not timm.is_model(model):
+        raise DnaError(f"teacher {model!r}: expected {' or '.join(repr(t) for t in builtin if t)} (the "
+                       "default), a timm model name (e.g. efficientnet_b1) or an architecture .json URI")
+    if checkpoint and not remote:
+        storage.check_readable(checkpoint)
+
+
+def check_retrain(cfg: RunConfig, settings: RetrainSettings, name: str) -> None:
+    """``settings`` make a valid :class:`dna.retrain.RetrainConfig` (DnaError prefixed ``name``)."""
+    try:
+        _retrain_config(settings, "model.json", "out", cfg.data, cfg.seed, cfg.device).validate()
+    except DnaError as exc:
+        raise DnaError(f"{name}: {exc}") from None
+
+
+def with_retrain(cfg: RunConfig, overrides: str | dict | None) -> RunConfig:
+    """``cfg`` with its ``retrain`` settings updated from a JSON object (empty: unchanged), e.g.
+    the scaled teachers' own retraining; the result is checked."""
+    import json
+
+    if isinstance(overrides, str):
+        if not overrides.strip():
+            return cfg
+        try:
+            overrides = json.loads(overrides)
+        except json.JSONDecodeError as exc:
+            raise DnaError(f"retrain overrides are not valid JSON: {exc}") from None
+    if not overrides:
+        return cfg
+    if not isinstance(overrides, dict):
+        raise DnaError(f"retrain overrides {overrides!r}: expected a JSON object")
+    check_keys(overrides, field_names(cfg.retrain), "retrain overrides keys")
+    out = dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, **overrides))
+    check_retrain(out, out.retrain, "retrain overrides")
+    return out
+
+
 def tiny_teacher_arch(data: DataConfig) -> Architecture:
     """A half-width, half-depth EfficientNet-B0: the embedded default's generation-0 teacher."""
     return Architecture(EFFICIENTNET_B0, resolution=data.resolution, num_classes=data.num_classes,
                         channel_multiplier=0.5, depth_multiplier=0.5, extra={"name": "efficientnet_b0-half"})
+
+
+def fix_teacher_classes(teacher: TeacherConfig, data: DataConfig) -> TeacherConfig:
+    """A timm-named teacher with weights from here predicts the data's classes, not timm's 1000."""
+    if teacher.num_classes is None and not teacher.model.endswith(".json") and teacher.checkpoint \
+            and not teacher.pretrained:
+        from dna.data import num_classes
+
+        return dataclasses.replace(teacher, num_classes=num_classes(data))
+    return teacher
 
 
 def _retrain_config(settings: RetrainSettings, model: str, out: str, data: DataConfig, seed: int,
@@ -139,28 +215,31 @@ def _retrain_config(settings: RetrainSettings, model: str, out: str, data: DataC
 
 
 # ----- steps ------------------------------------------------------------------------------------
-def teacher_step(cfg: RunConfig, g: int) -> TeacherConfig:
-    """The teacher of generation ``g`` (trained on the data for g = 0 when it has no weights)."""
+# Each step takes what it consumes as explicit URIs (None: where dna.layout puts it, for the
+# in-process loop); the KFP components pass what their input artifacts point at.
+def teacher_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str | None = None) -> TeacherConfig:
+    """The teacher of generation ``g``: for g > 0 the scaled, retrained net of generation g - 1
+    (``arch`` and ``weights``); for g = 0 the given one, trained on the data when it has no weights."""
     from dna.retrain import retrain
 
     gen = generation(cfg.root, g)
     if g > 0:
         prev = generation(cfg.root, g - 1)
-        scaled = storage.join(prev.scaled, ARCH_FILE)
-        weights = storage.join(prev.scaled, "retrain", MODEL_FILE)
+        arch = arch or prev.scaled_arch
+        weights = weights or prev.scaled_files.model
         if not storage.exists(weights):
             raise DnaError(f"generation {g} needs the retrained scaled net of generation {g - 1} at {weights}")
-        return TeacherConfig(model=scaled, checkpoint=weights)
+        return TeacherConfig(model=arch, checkpoint=weights)
     if cfg.teacher.checkpoint or cfg.teacher.pretrained:
-        return cfg.teacher
+        return fix_teacher_classes(cfg.teacher, cfg.data)
     model = cfg.teacher.model
     if model in TINY_TEACHERS:
-        model = storage.join(gen.teacher, ARCH_FILE)
+        model = gen.teacher_files.arch
         if not storage.exists(model):
             tiny_teacher_arch(cfg.data).save(model)
     retrain(_retrain_config(cfg.teacher_train, model, gen.teacher, cfg.data, cfg.seed, cfg.device))
-    return TeacherConfig(model=model, checkpoint=storage.join(gen.teacher, MODEL_FILE),
-                         num_classes=None)
+    return fix_teacher_classes(TeacherConfig(model=model, checkpoint=gen.teacher_files.model, num_classes=None),
+                               cfg.data)
 
 
 def block_config(cfg: RunConfig, g: int, block: int, teacher: TeacherConfig):
@@ -186,79 +265,85 @@ def supernet_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[i
     return out
 
 
-def rate_config(cfg: RunConfig, g: int, teacher: TeacherConfig, block: int | None = None):
+def rate_config(cfg: RunConfig, g: int, teacher: TeacherConfig, block: int | None = None,
+                supernets: str | None = None):
     from dna.rate.block import RateConfig
 
     gen = generation(cfg.root, g)
-    return RateConfig(supernets=gen.supernets, out=gen.scores, block=block, space=cfg.space, teacher=teacher,
-                      data=cfg.data, calib_batches=cfg.calib_batches, max_batches=cfg.rate_max_batches,
-                      latency_table=cfg.latency_table, generation=g, device=cfg.device)
+    return RateConfig(supernets=supernets or gen.supernets, out=gen.scores, block=block, space=cfg.space,
+                      teacher=teacher, data=cfg.data, calib_batches=cfg.calib_batches,
+                      max_batches=cfg.rate_max_batches, latency_table=cfg.latency_table, generation=g,
+                      device=cfg.device)
 
 
-def rate_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[int] | None = None) -> dict:
-    """Rate the blocks whose scores are not stored yet."""
+def unrated(scores: str, blocks: list[int]) -> list[int]:
+    """The blocks whose partition of the scores table is not stored yet (the rest are kept)."""
+    return [k for k in blocks if not storage.exists(scores_part(scores, k))]
+
+
+def rate_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[int] | None = None,
+              supernets: str | None = None) -> dict:
+    """Rate the blocks whose scores are not stored yet, from the supernets at ``supernets``."""
     from dna.rate.block import rate
     from dna.train.block import build_block_teacher
 
     space = get_space(cfg.space)
     gen = generation(cfg.root, g)
     blocks = list(range(len(space.blocks))) if blocks is None else blocks
-    todo = [k for k in blocks if not storage.exists(storage.join(gen.scores, f"block={k}", storage.PART_FILE))]
+    todo = unrated(gen.scores, blocks)
     bt = build_block_teacher(space, teacher) if todo else None
     for k in todo:
-        rate(rate_config(cfg, g, teacher, k), teacher=bt)
+        rate(rate_config(cfg, g, teacher, k, supernets), teacher=bt)
     return {"scores": gen.scores, "rated": todo, "cached": [k for k in blocks if k not in todo]}
 
 
-def search_step(cfg: RunConfig, g: int) -> dict:
-    """Exact traversal search under the run's constraint; writes search/arch.json and result.json."""
+def search_step(cfg: RunConfig, g: int, scores: str | None = None) -> dict:
+    """Exact traversal search of the scores table ``scores`` under the run's constraint; writes
+    search/arch.json and result.json."""
     from dna.search.run import run_search
 
     gen = generation(cfg.root, g)
-    arch_uri = storage.join(gen.search, ARCH_FILE)
-    result_uri = storage.join(gen.search, "result.json")
-    if storage.exists(result_uri) and storage.exists(arch_uri):
-        return storage.read_json(result_uri)
-    result = run_search(gen.scores, max_params=cfg.max_params, max_flops=cfg.max_flops,
-                        max_latency_ms=cfg.max_latency_ms, out=arch_uri)
-    result["arch"] = arch_uri
-    storage.write_json(result, result_uri)
+    if storage.exists(gen.search_result) and storage.exists(gen.search_arch):
+        return storage.read_json(gen.search_result)
+    result = run_search(scores or gen.scores, max_params=cfg.max_params, max_flops=cfg.max_flops,
+                        max_latency_ms=cfg.max_latency_ms, out=gen.search_arch)
+    result["arch"] = gen.search_arch
+    storage.write_json(result, gen.search_result)
     return result
 
 
-def scale_step(cfg: RunConfig, g: int, teacher: TeacherConfig) -> dict:
-    """Scale generation g's searched net and retrain it: the teacher of generation g + 1."""
+def scale_step(cfg: RunConfig, g: int, teacher: TeacherConfig, arch: str | None = None) -> dict:
+    """Scale the searched net ``arch`` of generation g and retrain it: the teacher of g + 1."""
     from dna.retrain import retrain
     from dna.scale import scale
 
     gen = generation(cfg.root, g)
-    scaled_uri = storage.join(gen.scaled, ARCH_FILE)
-    if not storage.exists(scaled_uri):
-        scaled = scale(Architecture.load(storage.join(gen.search, ARCH_FILE)), cfg.scale_to)
-        scaled.save(scaled_uri)
-    data = dataclasses.replace(cfg.data, resolution=Architecture.load(scaled_uri).resolution)
-    metrics = retrain(_retrain_config(cfg.retrain, scaled_uri, storage.join(gen.scaled, "retrain"), data,
-                                      cfg.seed, cfg.device, teacher))
-    return {"arch": scaled_uri, "model": storage.join(gen.scaled, "retrain", MODEL_FILE), "metrics": metrics}
+    if not storage.exists(gen.scaled_arch):
+        scale(Architecture.load(arch or gen.search_arch), cfg.scale_to).save(gen.scaled_arch)
+    data = dataclasses.replace(cfg.data, resolution=Architecture.load(gen.scaled_arch).resolution)
+    metrics = retrain(_retrain_config(cfg.retrain, gen.scaled_arch, gen.scaled_retrain, data, cfg.seed,
+                                      cfg.device, teacher))
+    return {"arch": gen.scaled_arch, "model": gen.scaled_files.model, "dir": gen.scaled_retrain,
+            "metrics": metrics}
 
 
-def retrain_step(cfg: RunConfig, g: int, teacher: TeacherConfig | None = None) -> dict:
-    """Retrain the searched net of generation g without scaling (the final answer of a run)."""
+def retrain_step(cfg: RunConfig, g: int, teacher: TeacherConfig | None = None, arch: str | None = None) -> dict:
+    """Retrain the searched net ``arch`` of generation g without scaling (the run's answer)."""
     from dna.retrain import retrain
 
     gen = generation(cfg.root, g)
-    metrics = retrain(_retrain_config(cfg.retrain, storage.join(gen.search, ARCH_FILE), gen.retrain, cfg.data,
-                                      cfg.seed, cfg.device, teacher))
-    return {"model": storage.join(gen.retrain, MODEL_FILE), "metrics": metrics}
+    arch = arch or gen.search_arch
+    metrics = retrain(_retrain_config(cfg.retrain, arch, gen.retrain, cfg.data, cfg.seed, cfg.device, teacher))
+    return {"arch": arch, "model": gen.retrain_files.model, "dir": gen.retrain, "metrics": metrics}
 
 
 # what the run decides for every transfer task; transfer_options may not change these
 _TRANSFER_SET_BY_RUN = ("model", "out", "checkpoint", "random_init", "data")
 
 
-def transfer_configs(cfg: RunConfig, g: int = 0) -> dict[str, Any]:
-    """The validated SegConfig / DetConfig / ClsConfig of each task in ``cfg.transfer``: the run's
-    data, epochs and sizes, then ``cfg.transfer_options[task]`` on top."""
+def transfer_configs(cfg: RunConfig, g: int = 0, arch: str | None = None, weights: str | None = None) -> dict[str, Any]:
+    """The validated SegConfig / DetConfig / ClsConfig of each task in ``cfg.transfer`` (backbone
+    ``arch`` with ``weights``): the run's data, epochs and sizes, then ``cfg.transfer_options[task]``."""
     from dna.transfer import ClsConfig, DetConfig, SegConfig
 
     classes = {"seg": SegConfig, "det": DetConfig, "cls": ClsConfig}
@@ -278,20 +363,21 @@ def transfer_configs(cfg: RunConfig, g: int = 0) -> dict[str, Any]:
             "num_classes": cfg.data.num_classes, "seed": cfg.seed, "device": cfg.device or "auto",
             **opts.get(task, {}),
         }
-        tc = config_cls(model=storage.join(gen.search, ARCH_FILE), out=storage.join(gen.transfer, task),
-                        checkpoint=storage.join(gen.retrain, MODEL_FILE), data=cfg.data.uri, **kw)
+        tc = config_cls(model=arch or gen.search_arch, out=gen.transfer_task(task),
+                        checkpoint=weights or gen.retrain_files.model, data=cfg.data.uri, **kw)
         out[task] = tc.validate(sources=False)     # the backbone exists only once retrained
     return out
 
 
-def transfer_step(cfg: RunConfig, g: int) -> dict:
-    """Segmentation / detection / classification transfer of the retrained searched backbone."""
+def transfer_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str | None = None) -> dict:
+    """Segmentation / detection / classification transfer of the retrained searched backbone
+    (``arch`` with ``weights``)."""
     from dna.transfer import transfer_cls, transfer_det, transfer_seg
 
     runners = {"seg": transfer_seg, "det": transfer_det, "cls": transfer_cls}
     out = {}
-    for task, tc in transfer_configs(cfg, g).items():
-        metrics_uri = storage.join(tc.out, "metrics.json")
+    for task, tc in transfer_configs(cfg, g, arch, weights).items():
+        metrics_uri = stage_files(tc.out).metrics
         if storage.exists(metrics_uri):
             out[task] = storage.read_json(metrics_uri)
             continue
@@ -301,13 +387,14 @@ def transfer_step(cfg: RunConfig, g: int) -> dict:
 
 # ----- the loop ---------------------------------------------------------------------------------
 def run(cfg: RunConfig, log: Callable[[str], Any] = print) -> dict:
-    """All generations in this process; every step resumes from what the run root holds."""
+    """All generations in this process; every step resumes from what the run root holds. Returns
+    the run summary (:func:`dna.run_summary.write_summary`, also the pipelines' summary.json)."""
+    from dna.run_summary import write_summary
+
     cfg.validate()
-    storage.write_json(cfg.to_dict(), storage.join(cfg.root, "config.json"))
-    summary: dict[str, Any] = {"root": cfg.root, "generations": []}
+    t0 = time.time()
+    storage.write_json(cfg.to_dict(), run_files(cfg.root).config)
     for g in range(cfg.generations):
-        t0 = time.time()
-        gen: Generation = generation(cfg.root, g)
         log(f"[gen {g}] teacher")
         teacher = teacher_step(cfg, g)
         log(f"[gen {g}] training {len(get_space(cfg.space).blocks)} block supernets")
@@ -315,19 +402,17 @@ def run(cfg: RunConfig, log: Callable[[str], Any] = print) -> dict:
         log(f"[gen {g}] rating")
         rate_step(cfg, g, teacher)
         result = search_step(cfg, g)
-        best = result["architectures"][0]
+        best, arch = result["architectures"][0], result["arch"]
         log(f"[gen {g}] searched: loss {best['loss']:.4f}, params {best['params']:,}, flops {best['flops']:,}")
-        entry = {"generation": g, "teacher": dataclasses.asdict(teacher), "search": best, "dir": gen.dir}
         if g < cfg.generations - 1:
             log(f"[gen {g}] scaling to {cfg.scale_to} and retraining: next generation's teacher")
-            entry["scaled"] = scale_step(cfg, g, teacher)
-        else:
-            log(f"[gen {g}] retraining the searched net")
-            entry["retrain"] = retrain_step(cfg, g, teacher)
-            if cfg.transfer:
-                log(f"[gen {g}] transfer: {', '.join(cfg.transfer)}")
-                entry["transfer"] = transfer_step(cfg, g)
-        entry["seconds"] = time.time() - t0
-        summary["generations"].append(entry)
-    storage.write_json(summary, storage.join(cfg.root, "summary.json"))
+            scale_step(cfg, g, teacher, arch=arch)
+            continue
+        log(f"[gen {g}] retraining the searched net")
+        model = retrain_step(cfg, g, teacher, arch=arch)["model"]
+        if cfg.transfer:
+            log(f"[gen {g}] transfer: {', '.join(cfg.transfer)}")
+            transfer_step(cfg, g, arch=arch, weights=model)
+    summary = write_summary(cfg, arch=arch, model=model)
+    summary["seconds"] = time.time() - t0
     return summary

@@ -1,8 +1,12 @@
-"""Where a run's artifacts live under its root URI (local folder or s3://...).
+"""Where a run's artifacts live under its root URI (local folder or s3://...): folders AND files.
 
-``<root>/gen<g>/`` holds one generation: ``teacher/``, ``supernet/block<k>/``,
-``scores/block=<k>/part-0.parquet``, ``search/``, ``retrain/``, ``scaled/``, ``transfer/``,
-``reports/``. Every stage derives its paths here, so any stage can run alone on a stored run.
+``<root>/`` holds ``config.json``, ``summary.json``, ``summary.html`` and the run-level reports;
+``<root>/gen<g>/`` one generation: ``teacher/``, ``supernet/block<k>/``,
+``scores/block=<k>/part-0.parquet``, ``search/`` (arch.json, result.json, pareto.json),
+``retrain/``, ``scaled/`` (arch.json, retrain/), ``transfer/<task>/``, ``reports/``. A stage that
+trains writes its own folder in one shape (:class:`StageFiles`: model.pt, metrics.json,
+curve.png, checkpoint.pt ...). Every module takes its paths from here, so a file name is
+written once and any stage can run alone on a stored run.
 """
 
 from __future__ import annotations
@@ -10,6 +14,52 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dna import storage
+
+ARCH_FILE = "arch.json"
+RESULT_FILE = "result.json"
+PARETO_FILE = "pareto.json"
+MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.json"
+CURVE_PNG = "curve.png"
+CURVE_CSV = "curve.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+SAMPLES_FILE = "samples.png"
+JOINT_TEACHER_FILE = "teacher.pt"          # DNA++: the CNN teacher trained with the ViT supernet
+JOINT_TEACHER_ARCH = "teacher.json"
+BLOCK_SUPERNET_FILE = "supernet.pt"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+SUMMARY_HTML = "summary.html"
+
+
+def _file(name: str) -> property:
+    """A property: the file ``name`` in the object's folder ``dir``."""
+    return property(lambda self: storage.join(self.dir, name), doc=f"``{name}`` in the folder")
+
+
+@dataclass(frozen=True)
+class StageFiles:
+    """The artifact files of one folder: what a training stage (retrain, teacher, transfer task)
+    writes into its ``out``, or the run root's own files."""
+
+    dir: str
+    model = _file(MODEL_FILE)
+    metrics = _file(METRICS_FILE)
+    curve = _file(CURVE_PNG)
+    curve_csv = _file(CURVE_CSV)
+    checkpoint = _file(CHECKPOINT_FILE)
+    samples = _file(SAMPLES_FILE)
+    arch = _file(ARCH_FILE)
+    config = _file(CONFIG_FILE)
+    summary = _file(SUMMARY_FILE)
+    summary_html = _file(SUMMARY_HTML)
+
+    def report(self, name: str) -> str:
+        return storage.join(self.dir, name)
+
+
+def stage_files(out: str) -> StageFiles:
+    return StageFiles(out)
 
 
 @dataclass(frozen=True)
@@ -29,8 +79,17 @@ class Generation:
         return self.path("teacher")
 
     @property
+    def teacher_files(self) -> StageFiles:
+        """The teacher trained here (generation 0): arch.json of the tiny default, model.pt, ..."""
+        return StageFiles(self.teacher)
+
+    @property
     def supernets(self) -> str:
         return self.path("supernet")
+
+    @property
+    def joint_teacher(self) -> str:
+        return joint_teacher(self.supernets)
 
     def block(self, k: int) -> str:
         return block_dir(self.supernets, k)
@@ -39,29 +98,102 @@ class Generation:
     def scores(self) -> str:
         return self.path("scores")
 
+    def scores_part(self, k: int) -> str:
+        return scores_part(self.scores, k)
+
     @property
     def search(self) -> str:
         return self.path("search")
+
+    @property
+    def search_arch(self) -> str:
+        return storage.join(self.search, ARCH_FILE)
+
+    @property
+    def search_result(self) -> str:
+        return storage.join(self.search, RESULT_FILE)
+
+    @property
+    def pareto(self) -> str:
+        return storage.join(self.search, PARETO_FILE)
 
     @property
     def retrain(self) -> str:
         return self.path("retrain")
 
     @property
+    def retrain_files(self) -> StageFiles:
+        return StageFiles(self.retrain)
+
+    @property
     def scaled(self) -> str:
         return self.path("scaled")
+
+    @property
+    def scaled_arch(self) -> str:
+        return storage.join(self.scaled, ARCH_FILE)
+
+    @property
+    def scaled_retrain(self) -> str:
+        return storage.join(self.scaled, "retrain")
+
+    @property
+    def scaled_files(self) -> StageFiles:
+        return StageFiles(self.scaled_retrain)
 
     @property
     def transfer(self) -> str:
         return self.path("transfer")
 
+    def transfer_task(self, task: str) -> str:
+        return task_dir(self.transfer, task)
+
+    def transfer_files(self, task: str) -> StageFiles:
+        return StageFiles(self.transfer_task(task))
+
+    def stage(self, name: str) -> StageFiles:
+        """The folder of a stage named ``name`` (``<root>/gen<g>/<name>/``) and its files."""
+        return StageFiles(self.path(name))
+
     @property
     def reports(self) -> str:
         return self.path("reports")
 
+    def report(self, name: str) -> str:
+        return storage.join(self.reports, name)
+
+
+def run_files(root: str) -> StageFiles:
+    """The files of the run root itself: config.json, summary.json, summary.html, reports."""
+    return StageFiles(root)
+
 
 def block_dir(supernets: str, block: int) -> str:
     return storage.join(supernets, f"block{block}")
+
+
+def block_supernet(block_out: str) -> str:
+    return storage.join(block_out, BLOCK_SUPERNET_FILE)
+
+
+def task_dir(transfer: str, task: str) -> str:
+    """The folder of one transfer task (seg, det, cls) under a transfer folder."""
+    return storage.join(transfer, task)
+
+
+def joint_teacher(supernets: str) -> str:
+    """DNA++: the weights of the CNN teacher trained jointly with the ViT supernet."""
+    return storage.join(supernets, JOINT_TEACHER_FILE)
+
+
+def joint_teacher_arch(supernets: str) -> str:
+    """DNA++: the architecture JSON of the tiny default teacher trained there."""
+    return storage.join(supernets, JOINT_TEACHER_ARCH)
+
+
+def scores_part(scores: str, block: int) -> str:
+    """The Parquet partition holding block ``block``'s rows of a scores table."""
+    return storage.join(scores, f"block={block}", storage.PART_FILE)
 
 
 def generation(root: str, index: int) -> Generation:

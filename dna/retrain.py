@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from dna.data import DataConfig
 from dna.device import autocast, check_device, resolve_device
 from dna.errors import DnaError, check_keys, field_names
+from dna.layout import stage_files
 from dna.progress import OnEpochEnd, epoch_end
 from dna.teacher import TeacherConfig
 
@@ -50,8 +51,6 @@ FAST_RECIPE: dict[str, Any] = dict(
     opt="adamw", lr=2e-2, weight_decay=0.01, sched="cosine", warmup_epochs=0.5,
     label_smoothing=0.0, drop_rate=0.0, drop_path_rate=0.0,
 )
-CHECKPOINT, MODEL, METRICS, CURVE_CSV, CURVE_PNG = (
-    "checkpoint.pt", "model.pt", "metrics.json", "curve.csv", "curve.png")
 
 
 @dataclass
@@ -315,7 +314,7 @@ def write_curves(history: list[dict], out: str) -> None:
     for row in history:
         lines.append(",".join("" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float)
                               else str(row[c]) for c in cols))
-    storage.write_text("\n".join(lines) + "\n", storage.join(out, CURVE_CSV))
+    storage.write_text("\n".join(lines) + "\n", stage_files(out).curve_csv)
 
     import matplotlib
 
@@ -339,7 +338,7 @@ def write_curves(history: list[dict], out: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    storage.write_bytes(buf.getvalue(), storage.join(out, CURVE_PNG))
+    storage.write_bytes(buf.getvalue(), stage_files(out).curve)
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -379,7 +378,7 @@ def cached_metrics(out: str, arch: dict, num_classes: int, epochs: int) -> dict 
     a run of another model or data set), else None."""
     from dna import storage
 
-    metrics_uri = storage.join(out, METRICS)
+    metrics_uri = stage_files(out).metrics
     if not storage.exists(metrics_uri):
         return None
     stored = storage.read_json(metrics_uri)
@@ -489,7 +488,7 @@ def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch
     from dna import storage
 
     net, scheduler, ema = run.net, run.scheduler, run.ema
-    ckpt_uri = storage.join(run.out, CHECKPOINT)
+    ckpt_uri = stage_files(run.out).checkpoint
     start, history, step = _resume(run, ckpt_uri)
     resumed_from = start
 
@@ -514,7 +513,7 @@ def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch
     key = "ema_top1" if ema is not None else "val_top1"
     last = history[-1]
     best = max(history, key=lambda r: r[key])
-    model_uri = storage.join(run.out, MODEL)
+    model_uri = stage_files(run.out).model
     storage.save_torch({"model": _cpu_state(final), "arch": run.arch, "num_classes": run.num_classes,
                         "ema": ema is not None}, model_uri)
     metrics = {
@@ -536,7 +535,7 @@ def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch
         "out": run.out,
         "model_uri": model_uri,
     }
-    storage.write_json(_canonical(metrics), storage.join(run.out, METRICS))
+    storage.write_json(_canonical(metrics), stage_files(run.out).metrics)
     write_curves(history, run.out)
     return dict(metrics, status="trained")
 

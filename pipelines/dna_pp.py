@@ -27,7 +27,7 @@ from pipelines.flags import UsageError  # noqa: E402
 from pipelines.graph import BuildOptions, build_pp_pipeline  # noqa: E402
 from pipelines.plan import Extras  # noqa: E402
 from pipelines.presets import SMOKE_TRANSFER  # noqa: E402
-from pipelines.run_config import parse_set, validate_run_config  # noqa: E402
+from pipelines.run_config import parse_set  # noqa: E402
 
 NAME = "dna-pp"
 DESCRIPTION = "DNA++: self-supervised block-wise ViT search with a jointly trained CNN teacher"
@@ -109,25 +109,10 @@ class PPExtras(Extras):
         return {"pp_config": json.dumps(pp, sort_keys=True)}
 
     def validate(self, run_config: dict, arguments: dict, remote: bool) -> None:
-        from components import _runtime as rt
-        from dna.errors import DnaError
+        from dna.dnapp import validate_pp
         from dna.generation import RunConfig
-        from dna.space import get_space
 
-        space = RunConfig.from_dict(run_config).space
-        if getattr(get_space(space), "kind", "mbconv") != "vit":
-            raise DnaError(f"space {space!r}: DNA++ searches a ViT space (vit, vit-tiny or a ViT space .json)")
-        cfg = validate_run_config(run_config, remote, builtin_teachers=rt.PP_DEFAULT_TEACHERS)
-        checkpoint = cfg.teacher.checkpoint
-        if remote:
-            cfg.teacher.checkpoint = None
-        try:
-            rt.pp_train_config(cfg, arguments["pp_config"])
-            rt.retrain_vit_config(cfg, arguments["pp_config"], "arch.json", "out")
-        except TypeError as exc:                # an unknown key in pp_config
-            raise DnaError(f"pp_config: {exc}") from None
-        finally:
-            cfg.teacher.checkpoint = checkpoint
+        validate_pp(RunConfig.from_dict(run_config), arguments["pp_config"], remote)
 
 
 def build(generations: int = 1, opts: BuildOptions | None = None):

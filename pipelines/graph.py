@@ -100,19 +100,22 @@ def configure(task, p: Params, opts: BuildOptions, heavy: bool = False, gpus=Non
 
 
 def _final_tasks(run_config, generation, scores, teacher, p: Params, opts: BuildOptions, pp_config=None):
+    """search -> retrain -> transfer -> summarize; every task reads what it consumes from the
+    outputs wired in here (a new stage is one component and one line)."""
     s = configure(search(run_config=run_config, generation=generation, scores=scores), p, opts)
     s.set_display_name("search")
+    arch = s.outputs["arch"]
     if pp_config is None:
-        r = retrain(run_config=run_config, generation=generation, arch=s.outputs["arch"], teacher=teacher)
+        r = retrain(run_config=run_config, generation=generation, arch=arch, teacher=teacher)
     else:
-        r = retrain_vit(run_config=run_config, pp_config=pp_config, generation=generation, arch=s.outputs["arch"])
+        r = retrain_vit(run_config=run_config, pp_config=pp_config, generation=generation, arch=arch)
     configure(r, p, opts, heavy=True, gpus=p.gpus)
     r.set_display_name("retrain")
-    t = configure(transfer(run_config=run_config, generation=generation, arch=s.outputs["arch"],
-                           model=r.outputs["model"]), p, opts, heavy=True, gpus=p.gpus)
+    t = configure(transfer(run_config=run_config, generation=generation, arch=arch, model=r.outputs["model"]),
+                  p, opts, heavy=True, gpus=p.gpus)
     t.set_display_name("transfer (seg, det)")
-    summary = configure(summarize(run_config=run_config, model=r.outputs["model"],
-                                  transfer_metrics=t.outputs["metrics"]), p, opts)
+    summary = configure(summarize(run_config=run_config, arch=arch, model=r.outputs["model"],
+                                  transfer=t.outputs["results"]), p, opts)
     summary.set_display_name("summary")
     return summary.outputs["summary"]
 
@@ -138,11 +141,11 @@ def make_vit_final_stage(opts: BuildOptions):
     @dsl.pipeline(name="final-stage-vit",
                   description="search -> ViT retrain -> transfer (seg, det) -> summary of the run")
     def final_stage(run_config: str, pp_config: str, generation: int, scores: dsl.Input[dsl.Dataset],
-                    teacher: dsl.Input[dsl.Model], gpus: int, accelerator_type: str, storage_secret: str,
-                    node_selector: dict, tolerations: list, pvc_name: str) -> dsl.Artifact:
+                    gpus: int, accelerator_type: str, storage_secret: str, node_selector: dict,
+                    tolerations: list, pvc_name: str) -> dsl.Artifact:
         p = Params(gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
                    node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
-        return _final_tasks(run_config, generation, scores, teacher, p, opts, pp_config=pp_config)
+        return _final_tasks(run_config, generation, scores, None, p, opts, pp_config=pp_config)
 
     return final_stage
 
@@ -240,7 +243,7 @@ def build_pp_pipeline(name: str, opts: BuildOptions | None = None, description: 
         rate = configure(rate_pp(run_config=cfg, supernet=sn.outputs["supernet"]), p, opts, heavy=True, gpus=gpus)
         rate.set_display_name("rate paths")
         fin = final_stage(run_config=cfg, pp_config=pp_config, generation=0, scores=rate.outputs["scores"],
-                          teacher=sn.outputs["teacher"], gpus=gpus, accelerator_type=accelerator_type,
+                          gpus=gpus, accelerator_type=accelerator_type,
                           storage_secret=storage_secret, node_selector=node_selector, tolerations=tolerations,
                           pvc_name=pvc_name)
         fin.set_display_name("final stage (search, retrain, transfer)")

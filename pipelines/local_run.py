@@ -79,7 +79,9 @@ def run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callable
         if ray is not None:
             ray.shutdown()
             os.environ.pop("RAY_ADDRESS", None)
-    summary = storage.read_json(storage.join(root, "summary.json"))
+    from dna.layout import run_files
+
+    summary = storage.read_json(run_files(root).summary)
     summary["seconds"] = time.time() - t0
     summary["kfp_outputs"] = kfp_root
     return summary

@@ -36,13 +36,9 @@ class Extras:
         return {}
 
     def validate(self, run_config: dict, arguments: dict[str, Any], remote: bool) -> None:
-        cfg = validate_run_config(run_config, remote=remote)
-        if arguments.get("scale_retrain"):
-            from components._runtime import with_retrain
-            from dna.generation import _retrain_config
+        from dna.generation import with_retrain
 
-            scaled = with_retrain(cfg, arguments["scale_retrain"]).retrain
-            _retrain_config(scaled, "model.json", "out", cfg.data, cfg.seed, cfg.device).validate()
+        with_retrain(validate_run_config(run_config, remote=remote), arguments.get("scale_retrain"))
 
 
 def make_plan(args: argparse.Namespace, default_generations: int | None, presets: dict[str, dict] | None = None,

@@ -106,45 +106,9 @@ def build_run_config(args: argparse.Namespace, root: str, generations: int,
 EXTRA_SECTIONS = ("pp",)
 
 
+def validate_run_config(d: dict, remote: bool) -> Any:
+    """A checked :class:`dna.generation.RunConfig` (:meth:`RunConfig.validate` makes every check;
+    ``remote``: the run happens in a cluster, so URIs are not opened from here)."""
+    from dna.generation import RunConfig
 
-def validate_run_config(d: dict, remote: bool, builtin_teachers: tuple[str, ...] | None = None) -> Any:
-    """A checked :class:`dna.generation.RunConfig` (raises :class:`dna.errors.DnaError`).
-
-    ``remote``: the run happens in a cluster, so URIs are not opened from here (this machine may
-    have no access to the cluster's storage). ``builtin_teachers``: the teacher names that stand
-    for the pipeline's own default teacher, which takes no weights (default: DNA's tiny teacher)."""
-    import timm
-
-    from dna import storage
-    from dna.errors import DnaError
-    from dna.generation import TINY_TEACHERS, RunConfig, _retrain_config
-
-    builtin_teachers = TINY_TEACHERS if builtin_teachers is None else builtin_teachers
-    cfg = RunConfig.from_dict(d)
-    checkpoint = cfg.teacher.checkpoint
-    model = cfg.teacher.model
-    if model in builtin_teachers and (checkpoint or cfg.teacher.pretrained):
-        raise DnaError("--teacher-checkpoint / pretrained need --teacher: the timm name or architecture .json "
-                       "URI the weights belong to")
-    if model.endswith(".json"):
-        if not remote:
-            storage.check_readable(model)
-    elif model not in builtin_teachers and not timm.is_model(model):
-        raise DnaError(f"teacher {model!r}: expected {' or '.join(repr(t) for t in builtin_teachers if t)} (the "
-                       "default), a timm model name (e.g. efficientnet_b1) or an architecture .json URI")
-    if remote and checkpoint:
-        cfg.teacher.checkpoint = None
-    try:
-        cfg.validate()
-    finally:
-        cfg.teacher.checkpoint = checkpoint
-    if not cfg.data.is_builtin and not remote:
-        storage.check_readable(cfg.data.uri)
-    for name in ("teacher_train", "retrain"):
-        try:
-            _retrain_config(getattr(cfg, name), "model.json", "out", cfg.data, cfg.seed, cfg.device).validate()
-        except DnaError as exc:
-            raise DnaError(f"{name}: {exc}") from None
-    if cfg.transfer_epochs < 1:
-        raise DnaError(f"transfer_epochs={cfg.transfer_epochs}: expected >= 1")
-    return cfg
+    return RunConfig.from_dict(d).validate(remote=remote)

@@ -14,10 +14,11 @@ import pytest
 from components import _runtime as rt
 from components import reports
 from dna import storage
-from dna.generation import RunConfig
+from dna.generation import RunConfig, fix_teacher_classes
 from dna.rate.block import scores_meta
 from dna.rate.path_costs import PathCosts
 from dna.rate.scores import make_table, write_scores
+from dna.run_summary import run_summary
 from dna.space.mbconv import MBCONV_TINY
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -115,9 +116,12 @@ def test_runtime_helpers(tmp_path, monkeypatch):
     from dna.teacher import TeacherConfig
 
     a = artifact(tmp_path, "teacher")
-    rt.write_teacher(a, TeacherConfig(model="x.json", checkpoint="/w.pt"), 1)
-    assert rt.read_teacher(a) == TeacherConfig(model="x.json", checkpoint="/w.pt")
-    assert a.metadata["checkpoint"] == "/w.pt" and a.metadata["generation"] == 1
+    x, w = str(tmp_path / "x.json"), str(tmp_path / "w.pt")
+    for f in (x, w):
+        open(f, "w").close()
+    rt.write_teacher(a, TeacherConfig(model=x, checkpoint=w), 1)
+    assert rt.read_teacher(a) == TeacherConfig(model=x, checkpoint=w)
+    assert a.metadata["checkpoint"] == w and a.metadata["generation"] == 1
     m = FakeArtifact(str(tmp_path / "m"))
     rt.log_metrics(m, {"a": 1, "b": {"c": 2.5, "s": "text"}, "nan": float("nan"), "flag": True})
     assert m.metadata == {"a": 1.0, "b.c": 2.5}
@@ -127,10 +131,10 @@ def test_runtime_helpers(tmp_path, monkeypatch):
     monkeypatch.delenv("DNA_RUN_ROOT")
     with pytest.raises(ValueError, match="DNA_RUN_ROOT"):
         rt.resolve_root("", "abc")
-    cfg = RunConfig(root=str(tmp_path))
-    t = rt.fix_teacher_classes(TeacherConfig(model="efficientnet_b0", checkpoint="/w.pt"), cfg)
+    data = RunConfig(root=str(tmp_path)).data
+    t = fix_teacher_classes(TeacherConfig(model="efficientnet_b0", checkpoint="/w.pt"), data)
     assert t.num_classes == 10                      # a timm teacher trained here predicts the data's classes
-    assert rt.fix_teacher_classes(TeacherConfig(model="a.json", checkpoint="/w.pt"), cfg).num_classes is None
+    assert fix_teacher_classes(TeacherConfig(model="a.json", checkpoint="/w.pt"), data).num_classes is None
 
 
 def test_components_are_lightweight_and_offline():
@@ -175,6 +179,7 @@ def synthetic_scores(uri: str, seed: int = 0) -> None:
 def test_prepare_search_summary_bodies(tmp_path, monkeypatch):
     from components.data import prepare_data
     from components.search import search
+    from components.summary import summarize
     from dna.layout import generation
 
     monkeypatch.setenv("DNA_RUN_ROOT", str(tmp_path / "runs"))
@@ -187,9 +192,9 @@ def test_prepare_search_summary_bodies(tmp_path, monkeypatch):
     assert "circle" in open(tmp_path / "kfp" / "data.md").read()
 
     synthetic_scores(generation(root, 0).scores)
-    arch, metrics, report = (artifact(tmp_path, n) for n in ("arch", "metrics", "search.html"))
-    search.python_func(run_config=out, generation=0, scores=artifact(tmp_path, "scores"), arch=arch,
-                       metrics=metrics, report=report)
+    arch, metrics, report, scores = (artifact(tmp_path, n) for n in ("arch", "metrics", "search.html", "scores"))
+    rt.write_pointer(scores, "scores", generation(root, 0).scores, 0)
+    search.python_func(run_config=out, generation=0, scores=scores, arch=arch, metrics=metrics, report=report)
     stored = storage.read_json(os.path.join(root, "gen0", "search", "arch.json"))
     assert json.load(open(arch.path)) == stored and metrics.metadata["params"] <= 4e5
     html = open(report.path).read()
@@ -198,9 +203,21 @@ def test_prepare_search_summary_bodies(tmp_path, monkeypatch):
     pareto = storage.read_json(os.path.join(root, "gen0", "search", "pareto.json"))
     assert len(pareto["params"]) >= 2
 
-    summary = rt.run_summary(RunConfig.from_dict(json.loads(out)))
+    summary = run_summary(RunConfig.from_dict(json.loads(out)))
     assert summary["final"]["search"]["params"] == metrics.metadata["params"]
     assert summary["artifacts"]["final architecture"].endswith("gen0/search/arch.json")
+
+    # summarize reads the answer from its inputs and writes the one summary shape
+    weights = os.path.join(root, "gen0", "retrain", "model.pt")
+    storage.write_bytes(b"weights", weights)
+    model, transfer = artifact(tmp_path, "model"), artifact(tmp_path, "transfer")
+    model.metadata["uri"] = weights
+    rt.write_pointer(transfer, "transfer", generation(root, 0).transfer, 0, tasks=[])
+    out_summary = artifact(tmp_path, "summary")
+    summarize.python_func(run_config=out, arch=arch, model=model, transfer=transfer, summary=out_summary,
+                          metrics=artifact(tmp_path, "m"), report=artifact(tmp_path, "summary.html"))
+    stored = storage.read_json(os.path.join(root, "summary.json"))
+    assert stored == json.load(open(out_summary.path)) == summary
 
 
 def test_dnapp_bodies_train_rate_search_retrain(tmp_path):
@@ -217,8 +234,9 @@ def test_dnapp_bodies_train_rate_search_retrain(tmp_path):
     run_config = json.dumps(cfg.to_dict())
     pp = json.dumps({"train": {"lr": 0.2, "proj_dim": 16, "proj_hidden": 16},
                      "retrain": {"warmup_epochs": 0.0, "mixup": 0.0, "cutmix": 0.0, "reprob": 0.0}})
-    supernet, teacher = artifact(tmp_path, "supernet"), artifact(tmp_path, "teacher")
-    train_pp_supernet.python_func(run_config=run_config, pp_config=pp, data=artifact(tmp_path, "data"),
+    supernet, teacher, data = artifact(tmp_path, "supernet"), artifact(tmp_path, "teacher"), artifact(tmp_path, "data")
+    rt.write_json_artifact(data, {"data": cfg.data.to_dict()}, uri=cfg.data.uri)
+    train_pp_supernet.python_func(run_config=run_config, pp_config=pp, data=data,
                                   supernet=supernet, teacher=teacher, metrics=artifact(tmp_path, "m1"),
                                   report=artifact(tmp_path, "r1.md"))
     assert rt.read_teacher(teacher).checkpoint.endswith("gen0/supernet/teacher.pt")
@@ -238,3 +256,112 @@ def test_dnapp_bodies_train_rate_search_retrain(tmp_path):
     assert model.metadata["top1"] >= 0 and os.path.getsize(model.path) > 0
     assert storage.exists(os.path.join(root, "gen0", "retrain", "metrics.json"))
     assert len(embedded_pngs(open(report.path).read())) >= 1
+
+
+# ----- KFP edges carry the data -------------------------------------------------------------------------
+def all_components():
+    from components import dnapp, summary
+    from components.data import prepare_data
+    from components.rate import rate_blocks
+    from components.retrain import retrain
+    from components.scale import scale_teacher
+    from components.search import search
+    from components.supernet import train_supernets
+    from components.teacher import train_teacher
+    from components.transfer import transfer
+
+    return [prepare_data, train_teacher, train_supernets, rate_blocks, search, retrain, scale_teacher, transfer,
+            summary.summarize, dnapp.train_pp_supernet, dnapp.rate_pp, dnapp.retrain_vit]
+
+
+class AllInputsRead(Exception):
+    """Raised when a component body has touched every input artifact it declares."""
+
+
+class RecordingInput(FakeArtifact):
+    """An input artifact that notes when the component reads it (its file or its metadata)."""
+
+    def __init__(self, path: str, uri: str, name: str, seen: set, declared: set):
+        super().__init__(path)
+        self._meta = {"uri": uri}
+        self._name, self._seen, self._declared = name, seen, declared
+
+    def _touch(self):
+        self._seen.add(self._name)
+        if self._seen >= self._declared:
+            raise AllInputsRead(sorted(self._seen))
+
+    def __getattribute__(self, attr):
+        if attr in ("path", "metadata"):
+            object.__getattribute__(self, "_touch")()
+            return object.__getattribute__(self, "_meta" if attr == "metadata" else "path")
+        return object.__getattribute__(self, attr)
+
+
+def _arguments(comp, tmp_path, seen: set):
+    """Parameters with harmless values, recording inputs (valid pointers), plain outputs."""
+    spec = comp.component_spec
+    declared = {n for n, s in (spec.inputs or {}).items() if "@" in s.type}
+    existing = tmp_path / "exists"
+    existing.mkdir(exist_ok=True)
+    pointer = tmp_path / "pointer.json"
+    pointer.write_text(json.dumps({"uri": str(existing), "tasks": ["seg"], "data": {"uri": "builtin:shapes"},
+                                   "teacher": {"model": "efficientnet_b0", "checkpoint": str(existing)}}))
+    kw = {}
+    for name, s in (spec.inputs or {}).items():
+        if name in declared:
+            kw[name] = RecordingInput(str(pointer), str(existing), name, seen, declared)
+        elif s.type == "Integer":
+            kw[name] = 0
+        elif name == "run_config":
+            kw[name] = json.dumps(RunConfig(root=str(tmp_path / "run"), space=_space(comp), transfer=[]).to_dict())
+        else:
+            kw[name] = "{}" if name == "pp_config" else ""
+    for name in spec.outputs or {}:
+        if name != "Output":
+            kw[name] = artifact(tmp_path, name)
+    return kw, declared
+
+
+def _space(comp) -> str:
+    return "vit-tiny" if comp.name in ("train-pp-supernet", "rate-pp", "retrain-vit") else "mbconv-tiny"
+
+
+@pytest.mark.parametrize("comp", all_components(), ids=lambda c: c.name)
+def test_every_declared_input_is_read(tmp_path, comp):
+    """A component reads every input artifact it declares before it does any work, so the DAG's
+    edges are what it consumes (an input it never read would let the component finish here)."""
+    seen: set = set()
+    kw, declared = _arguments(comp, tmp_path, seen)
+    if not declared:
+        return                                           # prepare_data: parameters only
+    with pytest.raises(AllInputsRead):
+        comp.python_func(**kw)
+    assert seen == declared
+
+
+def test_an_edge_to_a_deleted_uri_fails_naming_it(tmp_path):
+    """A KFP cache hit can hand a stage an artifact of a run root deleted since: a clear error."""
+    from components.retrain import retrain
+    from components.search import search
+
+    cfg = json.dumps(RunConfig(root=str(tmp_path / "run"), transfer=[]).to_dict())
+    gone = str(tmp_path / "deleted-run" / "gen0" / "scores")
+    scores = artifact(tmp_path, "scores")
+    rt.write_pointer(scores, "scores", gone, 0)
+    scores.metadata.clear()                              # the pointer JSON alone names the URI
+    with pytest.raises(ValueError, match=rf"input 'scores' points at {gone}, which does not exist"):
+        search.python_func(run_config=cfg, generation=0, scores=scores, arch=artifact(tmp_path, "a"),
+                           metrics=artifact(tmp_path, "m"), report=artifact(tmp_path, "r"))
+    arch, teacher = artifact(tmp_path, "arch"), artifact(tmp_path, "teacher")
+    arch.metadata["uri"] = str(tmp_path / "deleted-run" / "gen0" / "search" / "arch.json")
+    with pytest.raises(ValueError, match="input 'arch' points at .*deleted-run/gen0/search/arch.json"):
+        retrain.python_func(run_config=cfg, generation=0, arch=arch, teacher=teacher, model=artifact(tmp_path, "w"),
+                            metrics=artifact(tmp_path, "m"), report=artifact(tmp_path, "r"))
+    from dna.teacher import TeacherConfig
+
+    rt.write_teacher(teacher, TeacherConfig(model="efficientnet_b0", checkpoint=str(tmp_path / "gone.pt")), 0)
+    with pytest.raises(ValueError, match="input 'teacher' points at .*gone.pt"):
+        rt.read_teacher(teacher)
+    with pytest.raises(ValueError, match="names no URI"):
+        rt.input_uri(artifact(tmp_path, "empty"), "empty")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dna import storage
+from dna.data import DataConfig
 from dna.errors import DnaError
 from dna.generation import RetrainSettings, RunConfig, run, transfer_configs
 from dna.layout import generation
 from dna.model.arch import Architecture
 from dna.rate.scores import read_scores
+from dna.run_summary import run_summary
 from dna.teacher import TeacherConfig
 from tests.helpers import tiny_data
 
@@ -41,6 +43,39 @@ def test_two_generations_end_to_end(tmp_path):
     # A rerun resumes from what is stored and does no work.
     again = run(cfg, log=lambda _m: None)
     assert again["generations"][1]["search"] == summary["generations"][1]["search"]
+    # One summary shape: what run returns is what summary.json holds (and what the pipelines write).
+    stored = storage.read_json(storage.join(root, "summary.json"))
+    assert stored == {k: v for k, v in again.items() if k != "seconds"} == run_summary(cfg)
+    assert set(stored) == {"root", "generations", "final", "limits", "artifacts"}
+    assert stored["final"]["retrain"]["top1"] >= 0 and "scaled" in stored["generations"][0]
+
+
+def test_in_process_run_rejects_bad_settings_before_any_work(tmp_path):
+    root = tmp_path / "run"
+    for kw, message in [
+        ({"retrain": RetrainSettings(opt="nope")}, "retrain: opt 'nope'"),
+        ({"teacher_train": RetrainSettings(epochs=0)}, "teacher_train: "),
+        ({"transfer_epochs": 0}, "transfer_epochs=0"),
+        ({"teacher": TeacherConfig(model="no_such_net")}, "teacher 'no_such_net'"),
+        ({"teacher": TeacherConfig(model="tiny", checkpoint="/w.pt")}, "need --teacher"),
+        ({"data": DataConfig(uri=str(tmp_path / "no-data"))}, "no-data"),
+        ({"max_params": -1}, "max_params=-1"),
+    ]:
+        with pytest.raises(DnaError, match=message):
+            run(RunConfig(root=str(root), **kw), log=lambda _m: None)
+        assert not root.exists(), kw
+
+
+def test_validate_remote_opens_no_uri_and_knows_the_dnapp_defaults(tmp_path):
+    given = RunConfig(root=str(tmp_path), teacher=TeacherConfig(model=str(tmp_path / "t.json"),
+                                                                 checkpoint=str(tmp_path / "t.pt")),
+                      data=DataConfig(uri="s3://bucket/data"))
+    given.validate(remote=True)                          # the cluster opens them
+    with pytest.raises(DnaError, match="cannot read"):
+        given.validate()
+    RunConfig(root=str(tmp_path), space="vit-tiny", teacher=TeacherConfig(model="default")).validate()
+    with pytest.raises(DnaError, match="teacher 'default'"):
+        RunConfig(root=str(tmp_path), teacher=TeacherConfig(model="default")).validate()
 
 
 def test_bad_run_config_fails_before_work(tmp_path):

@@ -18,7 +18,7 @@ from dna.teacher import TeacherConfig
 def fan_out_blocks(task: str, run_cfg: RunConfig, generation: int, teacher: TeacherConfig,
                    blocks: list[int] | None = None, workers_per_block: int = 1, use_gpu: bool = False,
                    max_concurrent: int | None = None, max_failures: int = 2,
-                   ray_address: str | None = None) -> dict[int, dict]:
+                   ray_address: str | None = None, supernets: str | None = None) -> dict[int, dict]:
     """Train (``task="train"``) or rate (``task="rate"``) ``blocks`` (default: all) of generation
     ``generation`` in parallel on Ray; returns ``{block: metrics}``.
 
@@ -35,7 +35,7 @@ def fan_out_blocks(task: str, run_cfg: RunConfig, generation: int, teacher: Teac
     spec = FanOut(task=task, run=run_cfg, generation=generation, teacher=teacher,
                   blocks=list(blocks), workers_per_block=workers_per_block, use_gpu=use_gpu,
                   max_concurrent=max_concurrent, max_failures=max_failures,
-                  fault=os.environ.get(FAULT_ENV) or None)
+                  fault=os.environ.get(FAULT_ENV) or None, supernets=supernets)
     return run(spec, ray_address)
 
 

@@ -33,6 +33,7 @@ class FanOut:
     max_failures: int = 2
     fault: str | None = None                 # DNA_FAULT_BLOCK of the caller
     name: str = ""                           # unique per fan-out: Ray run/experiment/job name
+    supernets: str | None = None             # rate: the supernets to rate (None: the layout's)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -119,8 +120,7 @@ def finished_blocks(spec: FanOut) -> dict[int, dict]:
                 if state["epoch"] >= spec.run.block_epochs:
                     done[k] = dict(state["metrics"], cached=True)
         else:
-            part = storage.join(gen.scores, f"block={k}", storage.PART_FILE)
-            if storage.exists(part):
+            if storage.exists(gen.scores_part(k)):
                 done[k] = {"scores": gen.scores, "blocks": [k], "cached": True}
     return done
 

@@ -90,7 +90,7 @@ def _rate_block(spec: FanOut, k: int) -> dict:
 
     torch_threads()
     t0 = time.time()
-    metrics = rate(rate_config(spec.run, spec.generation, spec.teacher, k))
+    metrics = rate(rate_config(spec.run, spec.generation, spec.teacher, k, spec.supernets))
     metrics["ray"] = {"started_at": t0, "finished_at": time.time(), "host": socket.gethostname()}
     return metrics
 

@@ -43,6 +43,7 @@ from dna import storage
 from dna.data import DataConfig, make_loader
 from dna.device import autocast, resolve_device
 from dna.errors import DnaError
+from dna.layout import joint_teacher, joint_teacher_arch, stage_files
 from dna.progress import OnEpochEnd, epoch_end
 from dna.space.vit import ViTSpace, vit_space
 from dna.ssl.augment import ViewAugment, two_views
@@ -58,7 +59,6 @@ from dna.ssl.teacher import (
 from dna.teacher import TeacherConfig
 
 FORMAT = "dna.vit-supernet/v1"
-CHECKPOINT, TEACHER, TEACHER_ARCH = "checkpoint.pt", "teacher.pt", "teacher.json"
 PP_LR_PER_256 = 0.0025
 DNA_LR_PER_256 = 5e-4
 
@@ -163,7 +163,7 @@ class PPTrainConfig:
 
 
 def checkpoint_uri(out: str) -> str:
-    return storage.join(out, CHECKPOINT)
+    return stage_files(out).checkpoint
 
 
 def build_pp_model(space: ViTSpace, teacher_cfg: TeacherConfig, mode: str, resolution: int,
@@ -324,10 +324,10 @@ def _store(cfg: PPTrainConfig, model: PPModel, opt, sched, path_gen: torch.Gener
     }, ckpt_uri)
     storage.save_torch({"model": {k: v.detach().cpu() for k, v in model.teacher.model.state_dict().items()},
                         "teacher": tcfg.model, "epoch": epoch},
-                       storage.join(cfg.out, TEACHER))
-    if tcfg.model == TINY_TEACHER and not storage.exists(storage.join(cfg.out, TEACHER_ARCH)):
+                       joint_teacher(cfg.out))
+    if tcfg.model == TINY_TEACHER and not storage.exists(joint_teacher_arch(cfg.out)):
         tiny_teacher_arch(cfg.data.resolution, tcfg.num_classes or 10).save(
-            storage.join(cfg.out, TEACHER_ARCH))
+            joint_teacher_arch(cfg.out))
 
 
 def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | None = None,

@@ -28,6 +28,7 @@ from dna import storage
 from dna.data import DataConfig, make_dataset, make_loader
 from dna.device import autocast, memory_format, resolve_device
 from dna.errors import DnaError
+from dna.layout import block_supernet
 from dna.progress import OnEpochEnd, epoch_end
 from dna.space import get_space
 from dna.supernet import BlockSupernet
@@ -96,7 +97,7 @@ def _all_reduce_mean(tensors: list[torch.Tensor], world: int) -> None:
 
 
 def checkpoint_uri(out: str) -> str:
-    return storage.join(out, "supernet.pt")
+    return block_supernet(out)
 
 
 def build_block_teacher(space, teacher_cfg: TeacherConfig, model=None) -> BlockTeacher:

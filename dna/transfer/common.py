@@ -19,9 +19,6 @@ from dna.errors import DnaError, check_keys, field_names
 from dna.progress import OnEpochEnd, epoch_end
 
 OPTIMIZERS = ("sgd", "adamw")
-METRICS_FILE = "metrics.json"
-WEIGHTS_FILE = "model.pt"
-SAMPLES_FILE = "samples.png"
 
 
 def _is_int(v: Any) -> bool:
@@ -296,13 +293,10 @@ class Timer:
 
 
 def output_uris(out: str) -> dict[str, str]:
-    from dna import storage
+    from dna.layout import stage_files
 
-    return {
-        "metrics": storage.join(out, METRICS_FILE),
-        "weights": storage.join(out, WEIGHTS_FILE),
-        "samples": storage.join(out, SAMPLES_FILE),
-    }
+    files = stage_files(out)
+    return {"metrics": files.metrics, "weights": files.model, "samples": files.samples}
 
 
 def write_outputs(cfg: TransferConfig, model: nn.Module, metrics: dict[str, Any],
