@@ -15,6 +15,7 @@ from dna.model.mbconv_family import MBConvFamily
 from dna.model.vit_family import ViTFamily
 from dna.space.family import Family
 from dna.space.mbconv import MBCONV, MBCONV4, MBCONV_TINY, BlockChoice, Cell, MBConvSpace, Op
+from dna.space.uir import FAMILY as UIR_FAMILY
 from dna.space.vit import VIT, VIT_TINY, PathChoice, ViTSpace
 
 SPACES: dict[str, object] = {}
@@ -76,6 +77,7 @@ def get_space(spec):
 
 register_family(ViTFamily("vit", ViTSpace, (VIT, VIT_TINY)))
 register_family(MBConvFamily("mbconv", MBConvSpace, (MBCONV, MBCONV4, MBCONV_TINY), default=True))
+register_family(UIR_FAMILY)
 
 __all__ = ["FAMILIES", "SPACES", "BlockChoice", "Cell", "Family", "MBConvSpace", "Op", "PathChoice", "ViTSpace",
            "family_of_arch", "get_family", "get_space", "register", "register_family", "space_from_json"]
