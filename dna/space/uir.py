@@ -20,38 +20,38 @@ the EfficientNet model and its arch_def JSON (:class:`dna.model.mbconv_family.MB
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from dna.errors import DnaError
 from dna.model.mbconv_family import MBConvFamily
-from dna.space.mbconv import MBCONV_TINY, TABLE1, MBConvSpace
+from dna.space.mbconv import MBCONV_TINY, TABLE1, MBConvSpace, Op
 
 # variant -> (start dw kernel present, mid dw kernel present)
 VARIANTS = {"xd": (True, True), "ib": (False, True), "cn": (True, False)}
-_OP_RE = re.compile(r"^(xd|ib|cn)_k(\d+)e(\d+)$")
 
 
 @dataclass(frozen=True)
-class UIROp:
-    """One UIR candidate: variant (``xd``/``ib``/``cn``), kernel size and expansion ratio."""
+class UIROp(Op):
+    """One UIR candidate: MBConv's kernel size and expansion ratio, plus the variant."""
 
-    variant: str
-    kernel: int
-    expand: int
+    variant: str = "ib"
 
     @property
     def name(self) -> str:
-        return f"{self.variant}_k{self.kernel}e{self.expand}"
+        return f"{self.variant}_{super().name}"
 
     @classmethod
     def parse(cls, name: str) -> UIROp:
-        m = _OP_RE.match(name)
-        if not m or int(m.group(2)) % 2 == 0 or int(m.group(3)) < 1:
+        variant, sep, rest = str(name).partition("_")
+        try:
+            op = Op.parse(rest) if sep and variant in VARIANTS else None
+        except DnaError:
+            op = None
+        if op is None:
             raise DnaError(f"unknown op {name!r}: expected '<variant>_k<odd kernel>e<expansion>' with "
                            f"variant one of {list(VARIANTS)}, e.g. 'xd_k3e4'")
-        return cls(m.group(1), int(m.group(2)), int(m.group(3)))
+        return cls(op.kernel, op.expand, variant)
 
     def block_str(self, stride: int, channels: int, se_ratio: float) -> str:
         """timm's arch_def string for this op as one layer."""
