@@ -65,6 +65,15 @@ def test_costs_objects_of_both_families():
         space_layers(VIT_TINY)
 
 
+def test_native_resolution_of_any_family(tmp_path):
+    from dna import storage
+    from dna.retrain import model_resolution
+
+    for name, d in (("vit", VIT_ARCH), ("mb", MB_ARCH)):
+        storage.write_json(d, str(tmp_path / f"{name}.json"))
+        assert model_resolution(str(tmp_path / f"{name}.json")) == 32
+
+
 def test_scaling_applies_to_cnn_families_only():
     assert scale(MB_ARCH, "b1").extra["scale"]["to"] == "b1"
     with pytest.raises(DnaError, match="compound scaling is EfficientNet's"):
@@ -90,3 +99,23 @@ def test_vit_scores_rows_are_checked(change, match):
     bad = _vit_rows(**change)
     with pytest.raises(DnaError, match=match):
         family.check_rows(VIT_TINY, bad["block"], bad["cell"], bad["out_channels"], bad["ops"], int)
+
+
+def test_cli_routes_every_family(tmp_path, capsys):
+    """`dna build`, `dna retrain` and `dna scale` take any family's architecture JSON."""
+    import json
+
+    from dna import storage
+    from dna.cli import main
+
+    for name, d in (("vit", VIT_ARCH), ("mbconv", MB_ARCH)):
+        uri = str(tmp_path / f"{name}.json")
+        storage.write_json(d, uri)
+        assert main(["build", uri, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["kind"] == name
+        argv = ["retrain", uri, "--out", str(tmp_path / f"r-{name}"), "--epochs", "1", "--train-size", "16",
+                "--val-size", "16", "--batch-size", "16", "--steps-per-epoch", "1", "--lr", "0.001", "--json"]
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["epochs"] == 1
+    assert main(["scale", str(tmp_path / "vit.json"), "--to", "b1"]) == 2
+    assert "compound scaling is EfficientNet's" in capsys.readouterr().err
