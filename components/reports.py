@@ -10,7 +10,8 @@ opens from the run root (``<root>/gen<g>/reports/*.html``, ``<root>/summary.html
 - :func:`search_report`, :func:`retrain_report`, :func:`transfer_report`, :func:`summary_report`,
   :func:`blocks_report`, :func:`data_report`: the pages of each stage.
 
-Nothing here needs KFP, Ray or torch (matplotlib only), so it is unit-tested on its own.
+Nothing here needs KFP or Ray; the layers of an architecture come from the library
+(``dna.space.family_of_arch(arch).arch_layers``), so it is unit-tested on its own.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 KERNEL_COLOURS = {1: "#bdbdbd", 3: "#4c72b0", 5: "#dd8452", 7: "#c44e52", 9: "#8172b3"}
 FIXED_COLOUR = "#9e9e9e"
-_TOKEN = re.compile(r"^([a-z]+)([0-9.]*)$")
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:16px;color:#222;max-width:1100px}
@@ -122,55 +120,13 @@ def _pyplot():
 
 
 # ----- architecture (Fig. 13) -------------------------------------------------------------------
-def parse_block_string(s: str) -> dict[str, Any]:
-    """timm's block string (``ir_r2_k3_s2_e6_c24_se0.25``) -> type, repeats, kernel, stride,
-    expansion, channels, se (missing fields: r1, k3, s1, e1)."""
-    parts = s.split("_")
-    out: dict[str, Any] = {"type": parts[0], "repeats": 1, "kernel": 3, "stride": 1, "expansion": 1.0,
-                           "channels": None, "se": 0.0}
-    for tok in parts[1:]:
-        if tok.startswith("se"):
-            try:
-                out["se"] = float(tok[2:])
-            except ValueError:
-                pass
-            continue
-        m = _TOKEN.match(tok)
-        if not m or not m.group(2):
-            continue
-        key, val = m.group(1), m.group(2)
-        try:
-            if key == "r":
-                out["repeats"] = int(val)
-            elif key == "k":
-                out["kernel"] = int(val.split(".")[0])
-            elif key == "s":
-                out["stride"] = int(val[0])
-            elif key == "e":
-                out["expansion"] = float(val)
-            elif key == "c":
-                out["channels"] = int(val)
-        except ValueError:
-            continue
-    return out
-
-
 def arch_layers(arch: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One entry per layer of an architecture JSON (``arch_def`` with its depth multiplier)."""
-    depth = float(arch.get("depth_multiplier", 1.0) or 1.0)
-    width = float(arch.get("channel_multiplier", 1.0) or 1.0)
-    layers = []
-    for stage, strings in enumerate(arch.get("arch_def") or []):
-        for s in strings:
-            b = parse_block_string(s)
-            n = b["repeats"] if stage == 0 else max(1, math.ceil(b["repeats"] * depth))
-            for i in range(n):
-                layers.append({
-                    "stage": stage, "type": b["type"], "kernel": b["kernel"], "expansion": b["expansion"],
-                    "stride": b["stride"] if i == 0 else 1,
-                    "channels": None if b["channels"] is None else int(round(b["channels"] * width)),
-                })
-    return layers
+    """One entry per layer of an architecture JSON, from its family in the library
+    (``Family.arch_layers``): CNN layers with type, kernel(s), expansion, stride, channels, SE;
+    ViT layers with heads, MLP ratio and width (the space's own head dim)."""
+    from dna.space import family_of_arch
+
+    return family_of_arch(arch).arch_layers(arch)
 
 
 def stage_labels(arch: Mapping[str, Any]) -> list[str]:
@@ -180,23 +136,8 @@ def stage_labels(arch: Mapping[str, Any]) -> list[str]:
 
 
 def is_vit(arch: Mapping[str, Any]) -> bool:
-    """A ViT architecture JSON (DNA++): ``format`` dna.vit-architecture or a ``vit`` space."""
-    space = arch.get("space")
-    return str(arch.get("format", "")).startswith("dna.vit") or (isinstance(space, Mapping)
-                                                                 and space.get("kind") == "vit")
-
-
-def vit_layers(arch: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One entry per transformer layer of a ViT architecture JSON (``h<heads>-r<ratio>-d<depth>``)."""
-    head_dim = int((arch.get("space") or {}).get("head_dim") or 64)
-    picks = [b["ops"] for b in arch.get("blocks") or []] or ["-".join(x) for x in arch.get("arch_def") or []]
-    layers = []
-    for k, ops in enumerate(picks):
-        parts = {p[0]: p[1:] for p in str(ops).split("-") if p}
-        heads, ratio, depth = int(parts.get("h", 1)), float(parts.get("r", 4)), int(parts.get("d", 1))
-        for _ in range(depth):
-            layers.append({"stage": k, "heads": heads, "mlp_ratio": ratio, "width": heads * head_dim})
-    return layers
+    """An architecture made of transformer layers (a searched ViT of DNA++)."""
+    return any(layer["type"] == "transformer" for layer in arch_layers(arch))
 
 
 def draw_vit_architecture(arch: Mapping[str, Any], title: str | None = None) -> bytes:
@@ -205,7 +146,7 @@ def draw_vit_architecture(arch: Mapping[str, Any], title: str | None = None) -> 
     plt = _pyplot()
     from matplotlib.patches import Patch, Rectangle
 
-    layers = vit_layers(arch)
+    layers = arch_layers(arch)
     heads = sorted({x["heads"] for x in layers})
     cmap = plt.get_cmap("viridis", max(2, len(heads)))
     colour = {h: cmap(i) for i, h in enumerate(heads)}

@@ -191,9 +191,11 @@ def _number_in(name: str, value: Any, low: float | None, high: float | None,
 def model_resolution(spec: str) -> int:
     """The native input resolution of a timm model name or an architecture JSON URI."""
     if spec.endswith(".json"):
-        from dna.model.arch import Architecture
+        from dna import storage
+        from dna.space import family_of_arch
 
-        return Architecture.load(spec).resolution
+        d = storage.read_json(spec)
+        return int(family_of_arch(d).arch_record(d)["resolution"])
     import timm
 
     if not timm.is_model(spec):

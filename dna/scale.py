@@ -125,8 +125,21 @@ def _positive(name: str, value: Any) -> float:
     return v
 
 
-def scale(
-    arch: Architecture | str,
+def scale(arch: Architecture | str | dict | list, to: str | Sequence[float] | None = None, **kwargs: Any):
+    """Compound-scale an architecture of any family (an ``Architecture``, a JSON URI or dict): its
+    family scales it (``Family.scale``; a ViT architecture gets a clear error). Arguments: as
+    :func:`scale_arch`."""
+    if isinstance(arch, Architecture):
+        return scale_arch(arch, to, **kwargs)
+    from dna import storage
+    from dna.space import family_of_arch
+
+    d = storage.read_json(arch) if isinstance(arch, str) else arch
+    return family_of_arch(d).scale(d, to=to, **kwargs)
+
+
+def scale_arch(
+    arch: Architecture | str | dict | list,
     to: str | Sequence[float] | None = None,
     *,
     width: float | None = None,

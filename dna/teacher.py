@@ -41,14 +41,10 @@ def create_model(spec: str, num_classes: int | None = None, pretrained: bool = F
     """A network from a timm model name or an architecture JSON URI (no weights loaded)."""
     if _is_arch_uri(spec):
         from dna import storage
-        from dna.model.arch import Architecture
-        from dna.model.efficientnet import build_model
-        from dna.model.vit import build_from_arch, is_vit_arch
+        from dna.space import family_of_arch
 
         d = storage.read_json(spec)
-        if is_vit_arch(d):
-            return build_from_arch(d, num_classes=num_classes, **kwargs)
-        return build_model(Architecture.from_json(d), num_classes=num_classes, **kwargs)
+        return family_of_arch(d).build(d, num_classes=num_classes, **kwargs)
     import timm
 
     if not timm.is_model(spec):

@@ -59,13 +59,12 @@ BEST = {"loss": 1.2345, "params": 123456, "flops": 2345678, "blocks": SEARCHED["
 
 
 # ----- reports ---------------------------------------------------------------------------------------
-def test_parse_block_string_and_layers():
-    b = reports.parse_block_string("ir_r2_k5_s2_e6_c24_se0.25")
-    assert b == {"type": "ir", "repeats": 2, "kernel": 5, "stride": 2, "expansion": 6.0, "channels": 24,
-                 "se": 0.25}
-    assert reports.parse_block_string("ds_r1_k3_s1_c16")["expansion"] == 1.0
+def test_arch_layers_come_from_the_library():
     layers = reports.arch_layers(SEARCHED)
     assert len(layers) == 6 and [x["stage"] for x in layers] == [0, 1, 1, 2, 3, 3]
+    assert layers[2] == {"stage": 1, "type": "ir", "kernel": 5, "kernels": [5], "expansion": 6.0, "stride": 1,
+                         "channels": 16, "se": 0.25}
+    assert layers[0]["type"] == "ds" and layers[0]["expansion"] == 1.0
     assert layers[4]["stride"] == 2 and layers[5]["stride"] == 1          # only a stage's first layer
     deeper = reports.arch_layers(dict(SEARCHED, depth_multiplier=1.5))
     assert len(deeper) > len(layers)

@@ -17,7 +17,7 @@ from dna.rate.block import RateConfig, rate
 from dna.rate.path_costs import PathCosts
 from dna.rate.rating import rate_cell, rate_cell_per_path
 from dna.rate.scores import SCHEMA, read_scores
-from dna.space import BlockChoice, Op, get_space
+from dna.space import SPACES, BlockChoice, Op, get_space
 from dna.supernet import BlockSupernet
 from dna.teacher import BlockTeacher, TeacherConfig, load_teacher_model
 from dna.train.block import BlockTrainConfig, build_block_teacher, train_block
@@ -36,9 +36,23 @@ def test_space_counts():
 def test_space_cli_json(capsys):
     assert main(["space", "mbconv", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["architectures"] == 195898498887057408
-    assert [c["channels"] for c in out["blocks"][3]["cells"]] == [112, 112, 96]
-    assert out["blocks"][1]["in_widths"] == [24, 32]
+    d = out["describe"]
+    assert d["architectures"] == 195898498887057408
+    assert [c["channels"] for c in d["blocks"][3]["cells"]] == [112, 112, 96]
+    assert d["blocks"][1]["in_widths"] == [24, 32]
+    assert get_space(out) == get_space("mbconv")
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_space_cli_json_reads_back_as_the_space(name, tmp_path, capsys):
+    """`dna space NAME --json` is the definition `--space FILE.json` accepts ("describe" ignored)."""
+    assert main(["space", name, "--json"]) == 0
+    out = capsys.readouterr().out
+    uri = str(tmp_path / "space.json")
+    open(uri, "w").write(out)
+    assert get_space(uri) == get_space(name)
+    assert main(["space", uri]) == 0
+    assert f"space {name} " in capsys.readouterr().out
 
 
 def test_space_json_round_trip_and_user_space(tmp_path):

@@ -58,7 +58,7 @@ def test_vit_space_count_and_layout():
     assert d["kind"] == "vit" and d["architectures"] == 16_777_216 and d["blocks"][0]["paths"] == 64
     from dna.cli.space import format_text
 
-    text = format_text(d)
+    text = format_text({**VIT.to_json(), "describe": d})
     assert "architectures: 16777216" in text and "h14" in text
 
 

@@ -21,65 +21,31 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    from dna.model.summary import build, resolve_arch, summarize
+    from dna import storage
+    from dna.space import family_of_arch
 
     if args.num_classes is not None and args.num_classes < 1:
         raise DnaError(f"--num-classes {args.num_classes} must be a positive integer")
     if args.resolution is not None and args.resolution < 1:
         raise DnaError(f"--resolution {args.resolution} must be a positive integer")
-    vit = _vit_json(args.arch)
-    if vit is not None:
-        return _run_vit(vit, args)
-    arch = resolve_arch(args.arch)
-    result = summarize(arch, num_classes=args.num_classes, resolution=args.resolution)
+    d = storage.read_json(args.arch)
+    family = family_of_arch(d)
+    result = family.summarize(d, num_classes=args.num_classes, resolution=args.resolution)
     if args.out:
         import torch
 
-        from dna import storage
-
         torch.manual_seed(args.seed)
-        model = build(arch, num_classes=args.num_classes)
-        storage.save_torch(
-            {"model": model.state_dict(), "arch": arch.to_json(), "num_classes": result["num_classes"]},
-            args.out,
-        )
-        result["out"] = args.out
-    return result
-
-
-def _vit_json(uri: str) -> dict | None:
-    """The architecture JSON when it describes a searched ViT (DNA++ space), else None."""
-    if not uri.endswith(".json"):
-        return None
-    from dna import storage
-    from dna.model.vit import is_vit_arch
-
-    d = storage.read_json(uri)
-    return d if is_vit_arch(d) else None
-
-
-def _run_vit(d: dict, args) -> dict:
-    from dna.model.vit import build_from_arch, load_vit_arch, summarize_vit
-
-    result = summarize_vit(d, num_classes=args.num_classes, resolution=args.resolution)
-    if args.out:
-        import torch
-
-        from dna import storage
-
-        torch.manual_seed(args.seed)
-        model = build_from_arch(d, num_classes=args.num_classes)
-        storage.save_torch({"model": model.state_dict(), "arch": load_vit_arch(d),
+        model = family.build(d, num_classes=args.num_classes)
+        storage.save_torch({"model": model.state_dict(), "arch": family.arch_record(d),
                             "num_classes": result["num_classes"]}, args.out)
         result["out"] = args.out
     return result
 
 
 def format_text(r: dict) -> str:
-    from dna.model.summary import format_summary
-    from dna.model.vit import format_vit_summary
+    from dna.space import get_family
 
-    text = format_vit_summary(r) if r.get("kind") == "vit" else format_summary(r)
+    text = get_family(r["kind"]).format_summary(r)
     if r.get("out"):
         text += f"\nsaved initial weights to {r['out']}"
     return text

@@ -89,20 +89,12 @@ def run(args) -> dict:
     cfg = config_from_args(args)
     if cfg.model.endswith(".json"):
         from dna import storage
-        from dna.model.vit import is_vit_arch
+        from dna.space import family_of_arch
 
-        if is_vit_arch(storage.read_json(cfg.model)):
-            # A searched ViT (DNA++ space) retrains with the DeiT recipe.
-            from dna.retrain_vit import RetrainViTConfig, retrain_vit
-
-            vit = RetrainViTConfig(arch=cfg.model, out=cfg.out, data=cfg.data, epochs=cfg.epochs,
-                                   batch_size=cfg.batch_size, lr=args.lr, seed=cfg.seed,
-                                   steps_per_epoch=cfg.steps_per_epoch, device=cfg.device)
-            result = dict(retrain_vit(vit))
-            result.pop("arch", None)
-            return result
-    result = retrain(cfg)
-    result = dict(result)
+        # The architecture's family retrains it (a searched ViT: the DeiT recipe).
+        result = dict(family_of_arch(storage.read_json(cfg.model)).retrain(cfg, lr=args.lr))
+    else:
+        result = dict(retrain(cfg))
     result.pop("arch", None)
     return result
 

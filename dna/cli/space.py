@@ -1,8 +1,13 @@
-"""dna space NAME: show a search space (blocks, cells, exact architecture count)."""
+"""dna space NAME: show a search space (blocks, cells, exact architecture count).
+
+``--json`` prints the space definition itself (what ``--space FILE.json`` accepts: copy, edit, pass
+back) with the description (paths per block, input widths, architecture count) under
+``"describe"``, which reading the space ignores.
+"""
 
 from __future__ import annotations
 
-from dna.space import SPACES, get_space
+from dna.space import SPACES, get_family, get_space
 
 HELP = "show a search space: blocks, cells and the exact number of architectures"
 
@@ -12,10 +17,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    return get_space(args.name).describe()
+    space = get_space(args.name)
+    return {**space.to_json(), "describe": get_family(space).describe(space)}
 
 
 def format_text(r: dict) -> str:
+    r = r["describe"]
     lines = [f"space {r['name']} ({r['kind']}), ops: {' '.join(r['ops'])}, resolution {r['resolution']}"]
     for b in r["blocks"]:
         cells = ", ".join(

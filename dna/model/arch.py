@@ -83,6 +83,9 @@ class Architecture:
             return cls(arch_def=d)
         if not isinstance(d, dict) or "arch_def" not in d:
             raise DnaError("architecture JSON must be an arch_def list or an object with an 'arch_def' key")
+        if d.get("format", FORMAT) != FORMAT:
+            raise DnaError(f"architecture JSON of format {d['format']!r} is not a timm arch_def architecture "
+                           f"(format {FORMAT!r}); build it with its own family (dna.space.family_of_arch)")
         known = {"format", "arch_def", "resolution", "num_classes", "stem_channels", "head_channels",
                  "channel_multiplier", "depth_multiplier", "space", "blocks"}
         try:

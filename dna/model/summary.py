@@ -53,6 +53,38 @@ def resolve_arch(arch: Architecture | str | dict | list) -> Architecture:
     return out
 
 
+_DW_KERNELS = ("dw_kernel_size_start", "dw_kernel_size_mid", "dw_kernel_size")
+
+
+def _kernel(k) -> int:
+    """timm's kernel field: an int, or a list for mixed depthwise kernels (the largest counts)."""
+    return int(max(k)) if isinstance(k, (list, tuple)) else int(k)
+
+
+def arch_layers(arch: Architecture | str | dict | list) -> list[dict[str, Any]]:
+    """One entry per layer of the network, read from timm's own decoder (depth multiplier applied,
+    channels rounded by the width multiplier, as the builder does): ``stage``, ``type`` (timm's
+    block type: ``ds``, ``ir``, ``uir``...), ``kernel`` (the largest depthwise kernel),
+    ``kernels`` (every depthwise kernel of the layer, 0 where absent), ``expansion``, ``stride``
+    (only a stage's first layer strides), ``channels`` and ``se``."""
+    from timm.models._efficientnet_builder import decode_arch_def, round_channels
+
+    arch = resolve_arch(arch)
+    layers = []
+    for stage, block_args in enumerate(decode_arch_def(arch.arch_def, arch.depth_multiplier)):
+        for i, ba in enumerate(block_args):
+            kernels = [_kernel(ba[k]) for k in _DW_KERNELS if k in ba]
+            kernels = kernels or [_kernel(ba.get("kernel_size", ba.get("exp_kernel_size", 1)))]
+            layers.append({
+                "stage": stage, "type": ba["block_type"], "kernel": max(kernels, default=1),
+                "kernels": kernels, "expansion": float(ba.get("exp_ratio", 1.0)),
+                "stride": int(ba["stride"]) if i == 0 else 1,
+                "channels": int(round_channels(ba["out_chs"], arch.channel_multiplier)),
+                "se": float(ba.get("se_ratio", 0.0)),
+            })
+    return layers
+
+
 def build(arch: Architecture, num_classes: int | None = None, **kwargs) -> nn.Module:
     """``build_model`` after checking every block string (a bad one is named in the error)."""
     from dna.model.efficientnet import build_model

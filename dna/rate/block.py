@@ -12,10 +12,9 @@ from dna.data import DataConfig, make_loader
 from dna.device import autocast, memory_format, resolve_device
 from dna.errors import DnaError
 from dna.layout import block_dir
-from dna.rate.path_costs import PathCosts
 from dna.rate.rating import rate_cell
 from dna.rate.scores import ScoresMeta, make_table, write_scores
-from dna.space import get_space
+from dna.space import get_family, get_space
 from dna.teacher import BlockTeacher, TeacherConfig
 from dna.train.block import build_block_teacher, load_supernet
 
@@ -56,7 +55,7 @@ def teacher_name(cfg: TeacherConfig) -> str:
 
 
 def scores_meta(space, resolution: int, teacher: str, generation: int) -> ScoresMeta:
-    fixed_params, fixed_flops = PathCosts(space, resolution).fixed()
+    fixed_params, fixed_flops = get_family(space).path_costs(space, resolution).fixed()
     return ScoresMeta(space=space.to_json(), resolution=resolution, fixed_params=fixed_params,
                       fixed_flops=fixed_flops, teacher=teacher, generation=generation)
 
@@ -86,7 +85,7 @@ def rate_block(cfg: RateConfig, block: int, teacher: BlockTeacher | None = None)
     net = load_supernet(block_dir(cfg.supernets, block), space, teacher, block).to(device)
     inputs, targets = _rating_batches(cfg, teacher, block, device)
     calib = inputs[: cfg.calib_batches] if cfg.calib_batches else None
-    costs = PathCosts(space, cfg.data.resolution)
+    costs = get_family(space).path_costs(space, cfg.data.resolution)
     rows: dict[str, list] = {k: [] for k in
                              ("block", "cell", "ops", "in_channels", "out_channels", "loss", "params", "flops")}
     for c, cell in enumerate(net.cells):
@@ -113,16 +112,14 @@ def rate_block(cfg: RateConfig, block: int, teacher: BlockTeacher | None = None)
 
 
 def rate(cfg: RateConfig, teacher: BlockTeacher | None = None) -> dict:
-    """Rate the configured block(s) and write each as its partition of the scores table."""
+    """Rate the configured block(s) with the space's family (``Family.rate``)."""
     cfg.validate()
-    space = get_space(cfg.space)
-    if getattr(space, "kind", "mbconv") == "vit":
-        # DNA++ / ViT: the supernet folder is a `dna train-pp` run (one job over all blocks).
-        from dna.ssl.rate import ViTRateConfig, rate_vit
+    return get_family(get_space(cfg.space)).rate(cfg, teacher)
 
-        return rate_vit(ViTRateConfig(supernet=cfg.supernets, out=cfg.out, block=cfg.block,
-                                      max_batches=cfg.max_batches, generation=cfg.generation,
-                                      device=cfg.device))
+
+def rate_blocks(cfg: RateConfig, teacher: BlockTeacher | None = None) -> dict:
+    """Rate each configured block of a cells space and write it as its partition of the scores table."""
+    space = get_space(cfg.space)
     teacher = teacher or build_block_teacher(space, cfg.teacher)
     written = []
     rows = 0

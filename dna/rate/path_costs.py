@@ -13,7 +13,7 @@ from functools import cache
 
 from dna.costs import count_flops, count_params
 from dna.model.layers import build_layer, build_layers
-from dna.space.mbconv import MBConvSpace, Op
+from dna.space.mbconv import MBConvSpace
 
 
 @cache
@@ -23,21 +23,30 @@ def _layer_cost(in_chs: int, block_str: str, size: int) -> tuple[int, int]:
 
 
 class PathCosts:
-    """Params and FLOPs (MACs) per layer, path and fixed part of an MBConv space."""
+    """Params and FLOPs (MACs) per layer, path and fixed part of an MBConv-family space (any
+    space of timm EfficientNet-builder layers: MBConv, UIR)."""
 
     def __init__(self, space: MBConvSpace, resolution: int | None = None):
         self.space = space
         self.resolution = resolution or space.resolution
 
+    def layer_key(self, block: int, cell: int, index: int, op: str, in_chs: int) -> tuple[int, str, int]:
+        """The layer's identity (input channels, block string, input size): the space's own."""
+        return self.space.layer_key(block, cell, index, op, in_chs, self.resolution)
+
+    def layers(self) -> list[tuple[int, str, int]]:
+        """Every distinct candidate layer of the space (all cells, positions, ops, input widths)."""
+        seen: dict[tuple[int, str, int], None] = {}
+        for k, b in enumerate(self.space.blocks):
+            for c, cell in enumerate(b.cells):
+                for i in range(cell.layers):
+                    for op in self.space.ops:
+                        for w in self.space.in_widths(k) if i == 0 else (cell.channels,):
+                            seen[self.layer_key(k, c, i, op, w)] = None
+        return list(seen)
+
     def layer(self, block: int, cell: int, index: int, op: str, in_chs: int) -> tuple[int, int]:
-        s = self.space
-        c = s.cell(block, cell)
-        stride = s.blocks[block].stride if index == 0 else 1
-        size = s.in_resolution(block, self.resolution)
-        if index > 0:
-            size = -(-size // s.blocks[block].stride)
-            in_chs = c.channels
-        return _layer_cost(in_chs, Op.parse(op).block_str(stride, c.channels, s.se_ratio), size)
+        return _layer_cost(*self.layer_key(block, cell, index, op, in_chs))
 
     def path(self, block: int, cell: int, ops: Sequence[str], in_chs: int) -> tuple[int, int]:
         params = flops = 0

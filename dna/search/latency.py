@@ -1,7 +1,7 @@
 """Latency lookup tables: every candidate layer of a space timed on a device, summed per path.
 
-A latency table holds the median (or min) forward time (ms) of every distinct candidate layer of an MBConv
-space (the same timm modules ``PathCosts`` counts: ``dna.model.layers.build_layer(in_chs,
+A latency table holds the median (or min) forward time (ms) of every distinct candidate layer of an MBConv-family
+space (MBConv, UIR) (the same timm modules ``PathCosts`` counts: ``dna.model.layers.build_layer(in_chs,
 block_str)`` at the layer's position, stride and input size), plus the fixed parts of the final
 net (stem conv + BN, the fixed first layer, head conv + BN + pooling + classifier). A path's
 latency is the sum of its layers (the usual lookup-table model of latency-aware NAS), so the
@@ -29,8 +29,8 @@ import pyarrow as pa
 
 from dna.errors import DnaError
 from dna.rate.scores import OPTIONAL, SCHEMA, ScoresMeta, make_table
-from dna.space import get_space
-from dna.space.mbconv import MBConvSpace, Op
+from dna.space import get_family, get_space
+from dna.space.mbconv import MBConvSpace
 
 FORMAT = "dna.latency/v1"
 LayerKey = tuple[int, str, int]  # (in_channels, block string, input size)
@@ -38,27 +38,13 @@ LayerKey = tuple[int, str, int]  # (in_channels, block string, input size)
 
 def layer_key(space: MBConvSpace, block: int, cell: int, index: int, op: str, in_chs: int,
               resolution: int | None = None) -> LayerKey:
-    """The layer's identity, derived exactly as ``PathCosts.layer`` does."""
-    c = space.cell(block, cell)
-    stride = space.blocks[block].stride if index == 0 else 1
-    size = space.in_resolution(block, resolution)
-    if index > 0:
-        size = -(-size // space.blocks[block].stride)
-        in_chs = c.channels
-    return in_chs, Op.parse(op).block_str(stride, c.channels, space.se_ratio), size
+    """The layer's identity, as the space family's path costs give it (``layer_key``)."""
+    return get_family(space).path_costs(space, resolution).layer_key(block, cell, index, op, in_chs)
 
 
 def space_layers(space: MBConvSpace, resolution: int | None = None) -> list[LayerKey]:
     """Every distinct candidate layer of the space (all cells, positions, ops, input widths)."""
-    seen: dict[LayerKey, None] = {}
-    for k, b in enumerate(space.blocks):
-        for c, cell in enumerate(b.cells):
-            for i in range(cell.layers):
-                widths = space.in_widths(k) if i == 0 else (cell.channels,)
-                for op in space.ops:
-                    for w in widths:
-                        seen[layer_key(space, k, c, i, op, w, resolution)] = None
-    return list(seen)
+    return get_family(space).path_costs(space, resolution).layers()
 
 
 def device_name(device: str) -> str:
@@ -177,8 +163,6 @@ class LatencyTable:
         from dna.model.layers import build_layer
 
         space = get_space(space)
-        if getattr(space, "kind", "mbconv") != "mbconv":
-            raise DnaError(f"latency tables are for MBConv spaces; space {space.name!r} is {space.kind!r}")
         if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
             raise DnaError(f"device {device!r}: expected 'cpu' or 'cuda'")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -192,7 +176,7 @@ class LatencyTable:
             raise DnaError(f"resolution={resolution!r}: expected a positive integer")
         res = resolution or space.resolution
         layers: dict[LayerKey, float] = {}
-        for key in space_layers(space, res):
+        for key in space_layers(space, res):    # a clear error for a family without timed layers
             in_chs, block_str, size = key
             layers[key] = time_module(build_layer(in_chs, block_str), (batch_size, in_chs, size, size),
                                       device, warmup, repeats, stat)
@@ -293,8 +277,6 @@ def add_latency(table: pa.Table, meta: ScoresMeta, latency: LatencyTable) -> tup
         raise DnaError(f"latency table measured at {latency.resolution} px, but the scores are rated at "
                        f"{meta.resolution} px: measure one with --resolution {meta.resolution}")
     space = get_space(meta.space)
-    if getattr(space, "kind", "mbconv") != "mbconv":
-        raise DnaError(f"latency tables are for MBConv spaces; space {space.name!r} is {space.kind!r}")
     lt = _LookupOnSpace(latency, space, meta.resolution)
     blocks = table.column("block").to_pylist()
     cells = table.column("cell").to_pylist()
@@ -312,13 +294,14 @@ class _LookupOnSpace:
 
     def __init__(self, latency: LatencyTable, space: MBConvSpace, resolution: int):
         self.latency, self.space, self.resolution = latency, space, resolution
+        self.costs = get_family(space).path_costs(space, resolution)
         self.layer_ms: dict[tuple, float] = {}
 
     def layer(self, block: int, cell: int, i: int, op: str, in_chs: int, ops: str) -> float:
         key = (block, cell, i, op, in_chs)
         ms = self.layer_ms.get(key)
         if ms is None:
-            lk = layer_key(self.space, block, cell, i, op, in_chs, self.resolution)
+            lk = self.costs.layer_key(block, cell, i, op, in_chs)
             ms = self.latency.layers.get(lk)
             if ms is None:
                 raise DnaError(

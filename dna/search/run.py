@@ -89,23 +89,15 @@ def run_search(
 
 
 def write_architecture(problem, best, out: str) -> str:
-    """The architecture JSON of one search result (MBConv: timm arch_def; ViT: its own form), with
-    the resolution the table was rated (and its FLOPs counted) at."""
+    """The architecture JSON of one search result (the space family's ``arch_json``: MBConv/UIR timm
+    arch_def, ViT its own form), with the resolution the table was rated (and its FLOPs counted) at."""
     meta = problem.meta
     extra = {"loss": best.loss, "params": best.params, "flops": best.flops}
     if best.latency_ms is not None:
         extra["latency_ms"] = best.latency_ms
     extra.update(teacher=meta.teacher, generation=meta.generation)
-    if getattr(problem.space, "kind", "mbconv") == "vit":
-        from dna import storage
-        from dna.model.vit import vit_arch_from_result
+    from dna import storage
+    from dna.space import get_family
 
-        vit_extra = {k: v for k, v in extra.items() if k not in ("loss", "params", "flops")}
-        storage.write_json(vit_arch_from_result(best, meta, **vit_extra), out)
-        return out
-    from dna.model.arch import Architecture
-
-    arch = Architecture.from_choices(problem.space, best.choices, **extra)
-    if meta.resolution:
-        arch.resolution = int(meta.resolution)
-    return arch.save(out)
+    storage.write_json(get_family(problem.space).arch_json(problem.space, best, meta, extra), out)
+    return out

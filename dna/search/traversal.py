@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dna.errors import DnaError
 from dna.rate.scores import SCHEMA, ScoresMeta, validate
-from dna.space import BlockChoice, get_space
+from dna.space import BlockChoice, get_family, get_space
 
 COSTS = ("params", "flops", "latency_ms")
 _INF = math.inf
@@ -142,37 +141,7 @@ class Problem:
                         else f"the widths of block {k - 1}'s cells")
                 raise DnaError(f"scores table: row {self._row(i)} has in_channels {self.in_ch[i]}, but "
                                f"block {k} takes {what}: {widths.tolist()}")
-        if getattr(s, "kind", "mbconv") != "mbconv":
-            return
-        n_cells = max(len(b.cells) for b in s.blocks)
-        layers = np.zeros((nb, n_cells), np.int64)
-        chans = np.zeros((nb, n_cells), np.int64)
-        for k, b in enumerate(s.blocks):
-            for c, cell in enumerate(b.cells):
-                layers[k, c], chans[k, c] = cell.layers, cell.channels
-        bad = np.flatnonzero((self.cell < 0) | (self.cell >= n_cells))
-        bad = bad if len(bad) else np.flatnonzero(layers[self.block, np.clip(self.cell, 0, n_cells - 1)] == 0)
-        if len(bad):
-            i = int(bad[0])
-            raise DnaError(f"scores table: row {self._row(i)} names cell {self.cell[i]}, but block "
-                           f"{self.block[i]} has cells 0..{len(s.blocks[self.block[i]].cells) - 1}")
-        want = chans[self.block, self.cell]
-        bad = np.flatnonzero(want != self.out_ch)
-        if len(bad):
-            i = int(bad[0])
-            raise DnaError(f"scores table: row {self._row(i)} has out_channels {self.out_ch[i]}, but that "
-                           f"cell of space {s.name!r} has {want[i]} channels")
-        ops = self.table.column("ops")
-        n_ops = pc.add(pc.count_substring(ops, "-"), 1).to_numpy()
-        bad = np.flatnonzero(n_ops != layers[self.block, self.cell])
-        if len(bad):
-            i = int(bad[0])
-            raise DnaError(f"scores table: row {self._row(i)} has {n_ops[i]} ops, but that cell has "
-                           f"{layers[self.block[i], self.cell[i]]} layers")
-        names = set(pc.unique(pc.list_flatten(pc.split_pattern(ops, "-"))).to_pylist())
-        unknown = sorted(names - set(s.ops))
-        if unknown:
-            raise DnaError(f"scores table: unknown ops {unknown}; space {s.name!r} has {list(s.ops)}")
+        get_family(s).check_rows(s, self.block, self.cell, self.out_ch, self.table.column("ops"), self._row)
 
     def _row(self, i: int) -> dict:
         t = self.table

@@ -1,16 +1,25 @@
-"""Search spaces as data, and a registry of the built-in ones.
+"""Search spaces as data, and registries of the built-in spaces and of the space families.
 
 ``get_space`` accepts a registered name, a path/URI to a space JSON, or a JSON dict, so users
-define new spaces without touching code.
+define new spaces without touching code. A family (``dna.space.family.Family``) is everything
+that depends on a space's ``kind``; ``get_family`` finds it for a space, ``family_of_arch`` for a
+stored architecture JSON.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from dna.errors import DnaError
+from dna.model.mbconv_family import MBConvFamily
+from dna.model.vit_family import ViTFamily
+from dna.space.family import Family
 from dna.space.mbconv import MBCONV, MBCONV4, MBCONV_TINY, BlockChoice, Cell, MBConvSpace, Op
+from dna.space.uir import FAMILY as UIR_FAMILY
 from dna.space.vit import VIT, VIT_TINY, PathChoice, ViTSpace
 
-SPACES: dict[str, object] = {s.name: s for s in (MBCONV, MBCONV4, MBCONV_TINY, VIT, VIT_TINY)}
+SPACES: dict[str, object] = {}
+FAMILIES: dict[str, Family] = {}
 
 
 def register(space) -> None:
@@ -18,15 +27,37 @@ def register(space) -> None:
     SPACES[space.name] = space
 
 
-def space_from_json(d: dict):
-    kind = d.get("kind", "mbconv")
-    if kind == "mbconv":
-        return MBConvSpace.from_json(d)
-    if kind == "vit":
-        from dna.space.vit import ViTSpace
+def register_family(family: Family) -> None:
+    """Make a family available by its ``kind``, with its built-in spaces."""
+    FAMILIES[family.kind] = family
+    for space in family.spaces:
+        register(space)
 
-        return ViTSpace.from_json(d)
-    raise DnaError(f"unknown space kind {kind!r}: expected 'mbconv' or 'vit'")
+
+def get_family(kind_or_space) -> Family:
+    """The family of a space (object or JSON dict) or of a kind name."""
+    if isinstance(kind_or_space, str):
+        kind = kind_or_space
+    elif isinstance(kind_or_space, dict):
+        kind = kind_or_space.get("kind", "mbconv")
+    else:
+        kind = getattr(kind_or_space, "kind", None)
+    if kind not in FAMILIES:
+        raise DnaError(f"unknown space kind {kind!r}: expected one of {sorted(FAMILIES)}")
+    return FAMILIES[kind]
+
+
+def family_of_arch(d: Any) -> Family:
+    """The family whose architecture JSON ``d`` is (a bare arch_def list: MBConv's)."""
+    for family in FAMILIES.values():
+        if family.owns_arch(d):
+            return family
+    raise DnaError("not an architecture JSON: expected an arch_def list, an object with 'arch_def' "
+                   f"or a searched architecture of one of the kinds {sorted(FAMILIES)}")
+
+
+def space_from_json(d: dict):
+    return get_family(d).space_from_json(d)
 
 
 def get_space(spec):
@@ -44,4 +75,9 @@ def get_space(spec):
     raise DnaError(f"unknown space {spec!r}: expected one of {sorted(SPACES)} or a .json file")
 
 
-__all__ = ["SPACES", "BlockChoice", "Cell", "MBConvSpace", "Op", "PathChoice", "ViTSpace", "get_space", "register", "space_from_json"]
+register_family(ViTFamily("vit", ViTSpace, (VIT, VIT_TINY)))
+register_family(MBConvFamily("mbconv", MBConvSpace, (MBCONV, MBCONV4, MBCONV_TINY), default=True))
+register_family(UIR_FAMILY)
+
+__all__ = ["FAMILIES", "SPACES", "BlockChoice", "Cell", "Family", "MBConvSpace", "Op", "PathChoice", "ViTSpace",
+           "family_of_arch", "get_family", "get_space", "register", "register_family", "space_from_json"]

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 from dna.errors import DnaError
 
@@ -97,6 +98,9 @@ class MBConvSpace:
     resolution: int = 224
     num_classes: int = 1000
     kind: str = field(default="mbconv")
+    # The family-specific part: how an op name parses and becomes one timm block string. A family
+    # of other EfficientNet-builder layers (``dna.space.uir``) subclasses the space and sets this.
+    op_type: ClassVar[type] = Op
 
     def __post_init__(self) -> None:
         if not self.ops:
@@ -104,7 +108,7 @@ class MBConvSpace:
         if len(set(self.ops)) != len(self.ops):
             raise DnaError(f"space {self.name!r}: duplicate ops in {list(self.ops)}")
         for op in self.ops:
-            Op.parse(op)
+            self.op_type.parse(op)
         if not self.blocks:
             raise DnaError(f"space {self.name!r}: needs at least one block")
         for k, block in enumerate(self.blocks):
@@ -181,6 +185,23 @@ class MBConvSpace:
             if op not in self.ops:
                 raise DnaError(f"unknown op {op!r} in {choice.ops_str!r}: space {self.name!r} has {list(self.ops)}")
 
+    # ----- layer identity ---------------------------------------------------------------------
+    def block_str(self, op: str, stride: int, channels: int) -> str:
+        """timm's arch_def string of ``op`` as one layer of this space."""
+        return self.op_type.parse(op).block_str(stride, channels, self.se_ratio)
+
+    def layer_key(self, block: int, cell: int, index: int, op: str, in_chs: int,
+                  resolution: int | None = None) -> tuple[int, str, int]:
+        """(input channels, block string, input size) of one layer in the stand-alone model: what
+        its params, FLOPs and latency depend on (layers after the first take the cell's width)."""
+        c = self.cell(block, cell)
+        stride = self.blocks[block].stride if index == 0 else 1
+        size = self.in_resolution(block, resolution)
+        if index > 0:
+            size = -(-size // self.blocks[block].stride)
+            in_chs = c.channels
+        return in_chs, self.block_str(op, stride, c.channels), size
+
     # ----- arch_def -------------------------------------------------------------------------
     def first_stage(self) -> list[str]:
         se = f"_se{self.se_ratio:g}" if self.se_ratio else ""
@@ -190,10 +211,7 @@ class MBConvSpace:
         """timm arch_def strings of one cell path (one stage of the final model)."""
         c = self.cell(block, cell)
         stride = self.blocks[block].stride
-        return [
-            Op.parse(op).block_str(stride if i == 0 else 1, c.channels, self.se_ratio)
-            for i, op in enumerate(ops)
-        ]
+        return [self.block_str(op, stride if i == 0 else 1, c.channels) for i, op in enumerate(ops)]
 
     def arch_def(self, choices: Sequence[BlockChoice]) -> list[list[str]]:
         """The full arch_def (fixed first stage included) of one architecture."""
@@ -227,7 +245,8 @@ class MBConvSpace:
                                     "resolution", "num_classes") if k in d}
             return cls(name=str(d["name"]), ops=tuple(d["ops"]), blocks=blocks, **kw)
         except (KeyError, TypeError, IndexError) as exc:
-            raise DnaError(f"malformed MBConv space JSON: missing or bad field ({exc})") from exc
+            raise DnaError(f"malformed {cls.__name__.removesuffix('Space')} space JSON: missing or bad "
+                           f"field ({exc})") from exc
 
     def describe(self) -> dict:
         return {

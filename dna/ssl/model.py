@@ -22,10 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dna.errors import DnaError
+from dna.space import get_family
 from dna.space.vit import PathChoice, ViTSpace
 from dna.ssl.loss import PPLossConfig, dnapp_loss
 from dna.ssl.teacher import SplitTeacher
-from dna.supernet.vit import ViTBlockSupernet
 
 MODES = ("dnapp", "dna")
 
@@ -53,11 +53,9 @@ class PPModel(nn.Module):
         self.teacher = teacher
         self.loss_cfg = loss or PPLossConfig()
         self.grids = teacher.grids(resolution)
-        self.students = nn.ModuleList(
-            ViTBlockSupernet(space, k, teacher.in_channels(k), teacher.out_channels(k),
-                             self.grids[k], self.grids[k + 1])
-            for k in range(len(space.blocks))
-        )
+        family = get_family(space)
+        self.students = nn.ModuleList(family.make_supernet(space, k, teacher, resolution)
+                                      for k in range(len(space.blocks)))
         if mode == "dnapp":
             outs = [teacher.out_channels(k) for k in range(len(space.blocks))]
             self.teacher_proj = nn.ModuleList(Projector(c, proj_hidden, proj_dim) for c in outs)

@@ -1,4 +1,4 @@
-"""MBConv student supernet of one block (SPEC section 4).
+"""MBConv student supernet of one block (SPEC section 4); any MBConv-family space (MBConv, UIR).
 
 Each cell of the block is a chain of choice layers; each choice layer holds one timm layer per op,
 built from the op's arch_def string, so a searched path is exactly the layer timm later builds.
@@ -15,16 +15,16 @@ import torch
 import torch.nn as nn
 
 from dna.model.layers import build_layer
-from dna.space.mbconv import MBConvSpace, Op
+from dna.space.mbconv import MBConvSpace
 
 
 class ChoiceLayer(nn.Module):
     """One layer position: a candidate timm layer per op, one of which runs."""
 
-    def __init__(self, ops: Sequence[str], in_chs: int, out_chs: int, stride: int, se_ratio: float):
+    def __init__(self, space: MBConvSpace, in_chs: int, out_chs: int, stride: int):
         super().__init__()
         self.candidates = nn.ModuleDict(
-            {op: build_layer(in_chs, Op.parse(op).block_str(stride, out_chs, se_ratio)) for op in ops}
+            {op: build_layer(in_chs, space.block_str(op, stride, out_chs)) for op in space.ops}
         )
 
     def forward(self, x: torch.Tensor, op: str) -> torch.Tensor:
@@ -34,17 +34,16 @@ class ChoiceLayer(nn.Module):
 class CellSupernet(nn.Module):
     """A cell: ``layers`` choice layers, ``in_chs -> channels ... channels -> out_chs``."""
 
-    def __init__(self, ops: Sequence[str], layers: int, channels: int, in_chs: int, out_chs: int,
-                 stride: int, se_ratio: float):
+    def __init__(self, space: MBConvSpace, layers: int, channels: int, in_chs: int, out_chs: int,
+                 stride: int):
         super().__init__()
         self.layers = nn.ModuleList()
         for i in range(layers):
             self.layers.append(ChoiceLayer(
-                ops,
+                space,
                 in_chs if i == 0 else channels,
                 out_chs if i == layers - 1 else channels,
                 stride if i == 0 else 1,
-                se_ratio,
             ))
 
     def forward(self, x: torch.Tensor, ops: Sequence[str]) -> torch.Tensor:
@@ -63,7 +62,7 @@ class BlockSupernet(nn.Module):
         self.block = block
         spec = space.blocks[block]
         self.cells = nn.ModuleList(
-            CellSupernet(space.ops, c.layers, c.channels, teacher_in, teacher_out, spec.stride, space.se_ratio)
+            CellSupernet(space, c.layers, c.channels, teacher_in, teacher_out, spec.stride)
             for c in spec.cells
         )
 

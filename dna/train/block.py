@@ -30,7 +30,7 @@ from dna.device import autocast, memory_format, resolve_device
 from dna.errors import DnaError
 from dna.layout import block_supernet
 from dna.progress import OnEpochEnd, epoch_end
-from dna.space import get_space
+from dna.space import get_family, get_space
 from dna.supernet import BlockSupernet
 from dna.teacher import BlockTeacher, TeacherConfig, load_teacher_model
 
@@ -120,7 +120,8 @@ def check_strides(space, teacher: BlockTeacher, resolution: int) -> None:
 
 
 def make_supernet(space, block: int, teacher: BlockTeacher) -> BlockSupernet:
-    return BlockSupernet(space, block, teacher.in_channels(block), teacher.out_channels(block))
+    """The space family's student supernet of one block (``Family.make_supernet``)."""
+    return get_family(space).make_supernet(space, block, teacher)
 
 
 def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None,

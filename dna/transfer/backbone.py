@@ -110,16 +110,6 @@ def load_backbone_weights(model: nn.Module, uri: str) -> dict:
     return {"loaded": len(body), "skipped": skipped}
 
 
-def _is_vit_arch_uri(uri: str) -> bool:
-    from dna import storage
-
-    try:
-        from dna.model.vit import is_vit_arch
-    except ImportError:  # the ViT builder is optional
-        return False
-    return is_vit_arch(storage.read_json(uri))
-
-
 def create_classifier(spec: str, model_kwargs: dict | None = None) -> nn.Module:
     """The classification net of an architecture JSON URI or a timm model name, no weights."""
     from dna.teacher import create_model
@@ -127,12 +117,7 @@ def create_classifier(spec: str, model_kwargs: dict | None = None) -> nn.Module:
     kwargs = dict(model_kwargs or {})
     num_classes = kwargs.pop("num_classes", None)
     try:
-        if spec.endswith(".json") and _is_vit_arch_uri(spec):
-            from dna.model.vit import build_from_arch
-
-            model = build_from_arch(spec, num_classes=num_classes, **kwargs)
-        else:
-            model = create_model(spec, num_classes=num_classes, **kwargs)
+        model = create_model(spec, num_classes=num_classes, **kwargs)   # any family's architecture JSON
     except DnaError:
         raise
     except (TypeError, ValueError, AssertionError, KeyError, RuntimeError) as exc:
