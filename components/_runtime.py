@@ -246,7 +246,11 @@ def retrain_vit_config(cfg, pp_config: str, arch: str, out: str):
 
 # ----- reading a run root -----------------------------------------------------------------------
 def limits(cfg) -> dict[str, float | None]:
-    return {"params": cfg.max_params, "flops": cfg.max_flops}
+    """The run's search limits by cost name: params and FLOPs always (None: no limit), every other
+    cost of the registry when it is limited."""
+    from dna.cost_registry import COSTS
+
+    return {c.name: cfg.limits.get(c.name) for c in COSTS if c.required or c.name in cfg.limits}
 
 
 def pareto_fronts(scores_uri: str) -> dict[str, list[dict]]:

@@ -1,4 +1,4 @@
-"""Parameter and FLOP counting on real modules.
+"""Parameter and FLOP counting on real modules (the counters ``dna.cost_registry`` names).
 
 FLOPs here are multiply-accumulates (MACs) of convolutions and linear layers, counted with forward
 hooks at a given input resolution: conv = H_out * W_out * C_out * (C_in / groups) * k_h * k_w,
@@ -15,7 +15,9 @@ import torch
 import torch.nn as nn
 
 
-def count_params(module: nn.Module) -> int:
+def count_params(module: nn.Module, input_shape: Sequence[int] | None = None) -> int:
+    """Parameters of ``module`` (``input_shape`` is unused: the signature of every counter that
+    ``dna.cost_registry`` names)."""
     return sum(p.numel() for p in module.parameters())
 
 

@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dna import storage
+from dna.cost_registry import (
+    check_answerable,
+    check_limits,
+    legacy_fields,
+    merge_limits,
+    pop_legacy,
+)
 from dna.data import DataConfig
 from dna.errors import DnaError, check_keys, field_names
 from dna.layout import Generation, generation
@@ -49,9 +56,14 @@ class RetrainSettings:
     kd_alpha: float = 0.0               # > 0: distil from this generation's teacher
 
 
+@legacy_fields("max_", "limits")
 @dataclass
 class RunConfig:
-    """One DNA / DNA+ run: N generations of teacher -> supernets -> rating -> search."""
+    """One DNA / DNA+ run: N generations of teacher -> supernets -> rating -> search.
+
+    ``limits``: cost name -> limit of the search (``dna.cost_registry``), e.g. ``{"params": 5.3e6,
+    "act_mem": 2e6}``; the old ``max_params``/``max_flops``/``max_latency_ms`` keywords and keys
+    land in it, and ``cfg.max_params`` reads it."""
 
     root: str
     generations: int = 1
@@ -63,9 +75,7 @@ class RunConfig:
     block_max_steps: int | None = None
     rate_max_batches: int | None = None
     calib_batches: int = 2
-    max_params: float | None = None
-    max_flops: float | None = None
-    max_latency_ms: float | None = None
+    limits: dict[str, float] = field(default_factory=dict)
     latency_table: str | None = None
     scale_to: str = "b1"                    # compound scaling applied to each generation's search
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
@@ -84,13 +94,11 @@ class RunConfig:
             raise DnaError("root must be a run folder URI (local path or s3://bucket/prefix)")
         if not isinstance(self.generations, int) or self.generations < 1:
             raise DnaError(f"generations={self.generations!r}: expected an integer >= 1")
-        get_space(self.space)
+        space = get_space(self.space)
         if self.block_epochs < 1:
             raise DnaError(f"block_epochs={self.block_epochs}: expected >= 1")
-        for name in ("max_params", "max_flops", "max_latency_ms"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise DnaError(f"{name}={v!r}: expected a positive number")
+        self.limits = check_limits(self.limits, "run config limits")
+        check_answerable(self.limits, getattr(space, "kind", "mbconv"), ["latency_ms"] if self.latency_table else [])
         unknown = sorted(set(self.transfer) - {"seg", "det", "cls"})
         if unknown:
             raise DnaError(f"transfer tasks {unknown}: expected some of ['seg', 'det', 'cls']")
@@ -109,6 +117,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         d = dict(d)
+        d["limits"] = check_limits(merge_limits(d.get("limits"), pop_legacy(d, "max_"), "run config limits"),
+                                   "run config limits")
         d["data"] = DataConfig.from_dict(d["data"]) if isinstance(d.get("data"), dict) else d.get("data", DataConfig())
         if isinstance(d.get("teacher"), dict):
             d["teacher"] = TeacherConfig(**d["teacher"])
@@ -219,8 +229,7 @@ def search_step(cfg: RunConfig, g: int) -> dict:
     result_uri = storage.join(gen.search, "result.json")
     if storage.exists(result_uri) and storage.exists(arch_uri):
         return storage.read_json(result_uri)
-    result = run_search(gen.scores, max_params=cfg.max_params, max_flops=cfg.max_flops,
-                        max_latency_ms=cfg.max_latency_ms, out=arch_uri)
+    result = run_search(gen.scores, limits=cfg.limits, out=arch_uri)
     result["arch"] = arch_uri
     storage.write_json(result, result_uri)
     return result

@@ -163,6 +163,19 @@ def _count(value: str | None, name: str):
     return parse_count(value, name)
 
 
+def _limits(d: dict, args: argparse.Namespace) -> dict:
+    """The preset's limits (``limits`` or the old ``max_<cost>`` keys) with the ``--max-*`` flags
+    applied: one mapping, cost name -> limit."""
+    from dna.cost_registry import COSTS, merge_limits, pop_legacy
+
+    limits = merge_limits(d.get("limits"), pop_legacy(d, "max_"))
+    for c in COSTS:
+        v = getattr(args, c.limit_key, None)
+        if v is not None:
+            limits[c.name] = _count(v, c.flag)
+    return limits
+
+
 def _positive_int(value: int | None, flag: str, low: int = 1) -> None:
     if value is not None and value < low:
         raise UsageError(f"{flag} {value}: expected an integer >= {low}")
@@ -186,10 +199,7 @@ def build_run_config(args: argparse.Namespace, root: str, generations: int,
     if args.teacher_checkpoint:
         d["teacher"]["checkpoint"] = args.teacher_checkpoint
         d["teacher"]["pretrained"] = False
-    if args.max_params is not None:
-        d["max_params"] = _count(args.max_params, "--max-params")
-    if args.max_flops is not None:
-        d["max_flops"] = _count(args.max_flops, "--max-flops")
+    d["limits"] = _limits(d, args)
     _positive_int(args.epochs, "--epochs")
     _positive_int(args.retrain_epochs, "--retrain-epochs")
     if args.epochs is not None:
@@ -319,6 +329,8 @@ def parse_toleration(spec: str) -> dict[str, str]:
 # ----- the command line ------------------------------------------------------------------------------
 def make_parser(prog: str, description: str, generations_flag: bool,
                 presets: dict[str, dict] | None = None) -> argparse.ArgumentParser:
+    from dna.cost_registry import COSTS
+
     p = argparse.ArgumentParser(prog=prog, description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     run = p.add_argument_group("the run")
@@ -333,8 +345,8 @@ def make_parser(prog: str, description: str, generations_flag: bool,
                      help="generation-0 teacher: 'tiny', a timm model name or an architecture .json URI")
     run.add_argument("--teacher-checkpoint", default=None, help="teacher weights URI (else it is trained here)")
     run.add_argument("--space", default=None, help="search space name or space .json URI")
-    run.add_argument("--max-params", default=None, help="constraint on total params, e.g. 5.3M")
-    run.add_argument("--max-flops", default=None, help="constraint on total FLOPs (MACs), e.g. 400M")
+    for c in COSTS:
+        run.add_argument(c.flag, default=None, help=c.help)
     run.add_argument("--epochs", type=int, default=None, help="epochs per block supernet")
     run.add_argument("--retrain-epochs", type=int, default=None, help="epochs of the final retraining")
     run.add_argument("--transfer", default=None, help="transfer tasks, comma-separated (seg,det,cls) or 'none'")
