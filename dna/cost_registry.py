@@ -62,6 +62,11 @@ class Cost:
         return "--" + self.limit_key.replace("_", "-")
 
     @property
+    def column(self) -> str:
+        """``a params column``, ``an act_mem column``: for messages."""
+        return f"{'an' if self.name[0] in 'aeiou' else 'a'} {self.name} column"
+
+    @property
     def is_int(self) -> bool:
         return self.dtype == "int64"
 
@@ -145,7 +150,7 @@ def check_answerable(limits: Mapping, kind: str, measured: Iterable[str] = ()) -
             raise DnaError(f"{c.limit_key}: {name} is not counted for {kind} spaces (only for "
                            f"{' and '.join(c.spaces)} spaces)")
         if c.counter is None and name not in set(measured):
-            raise DnaError(f"{c.limit_key} needs a {name} column in the scores table: {c.missing}")
+            raise DnaError(f"{c.limit_key} needs {c.column} in the scores table: {c.missing}")
 
 
 def merge_limits(limits: Mapping | None, legacy: Mapping[str, float | None], what: str = "limits") -> dict:

@@ -585,7 +585,7 @@ def _limits(P: Problem, limits: Mapping) -> dict[str, float]:
     for name, v in out.items():
         if name not in P.costs:
             c = BY_NAME[name]
-            raise DnaError(f"{c.limit_key}={v!r} needs a {name} column, and this scores table has none: "
+            raise DnaError(f"{c.limit_key}={v!r} needs {c.column}, and this scores table has none: "
                            f"{c.missing}")
     return out
 
@@ -750,7 +750,7 @@ def pareto_front(
     P = _problem(table, meta)
     check_front_cost(cost)
     if cost not in P.costs:
-        raise DnaError(f"cost {cost!r} needs a {cost} column, and this scores table has none: "
+        raise DnaError(f"cost {cost!r} needs {BY_NAME[cost].column}, and this scores table has none: "
                        f"{BY_NAME[cost].missing}")
     obj = _objective(P, lambdas)
     found = _traverse(P, obj, [cost], [_INF], 1, front=True)
