@@ -105,6 +105,10 @@ COSTS: tuple[Cost, ...] = (
          "limit on total latency in ms (needs a latency_ms column, see `dna latency-table`)", "latency (ms)",
          "rate with a latency table (`dna rate --latency-table`) or add one with "
          "dna.search.latency.add_latency"),
+    Cost("act_mem", "int64", "bytes", MAX, "count_act_mem", ("mbconv",), False,
+         "limit on peak activation memory at batch 1 in bytes (float32), e.g. 2M", "peak activation memory (bytes)",
+         "it is counted when an MBConv space is rated (`dna rate` writes the column); tables rated "
+         "before act_mem existed must be rated again, and ViT tables do not count it"),
 )
 NAMES: tuple[str, ...] = tuple(c.name for c in COSTS)
 BY_NAME: dict[str, Cost] = {c.name: c for c in COSTS}

@@ -203,6 +203,7 @@ def _check_scores(uri):
     assert table.schema.names[: len(SCHEMA)] == SCHEMA.names
     assert [f.type for f in table.schema][: len(SCHEMA)] == list(SCHEMA.types)
     assert meta.generation == 0 and meta.resolution == 32 and meta.fixed_params > 0
+    assert meta.fixed_act_mem > 0 and min(table.column("act_mem").to_pylist()) > 0  # every counted cost
     rows = table.to_pylist()
     by_key = {(r["block"], r["cell"], r["ops"], r["in_channels"]): r for r in rows}
     r0, r1 = by_key[(1, 1, "k3e3-k5e6", 16)], by_key[(1, 1, "k3e3-k5e6", 24)]

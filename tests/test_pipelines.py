@@ -131,12 +131,13 @@ def test_compile_with_preset_sets_defaults(tmp_path):
 
 
 def test_max_flags_land_in_the_run_config_limits(capsys):
-    argv = ["--max-flops", "400M", "--max-latency-ms", "12.5", "--set", "latency_table=lat.json", "--print-config"]
+    argv = ["--max-flops", "400M", "--max-latency-ms", "12.5", "--set", "latency_table=lat.json", "--max-act-mem",
+            "2M", "--print-config"]
     assert dna_plus.main(argv) == 0
     cfg = json.loads(capsys.readouterr().out)["arguments"]["run_config"]
     cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
     # the smoke preset's max_params joins the flags in one mapping
-    assert cfg["limits"] == {"params": 2.5e5, "flops": 400_000_000, "latency_ms": 12.5}
+    assert cfg["limits"] == {"params": 2.5e5, "flops": 400_000_000, "latency_ms": 12.5, "act_mem": 2_000_000}
     assert "max_params" not in cfg
 
 
