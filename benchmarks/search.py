@@ -49,7 +49,7 @@ def scores_table(space: MBConvSpace, seed: int = 0, noise: float = 0.05, costs: 
             for ops in space.paths(k, c):
                 name = "-".join(ops)
                 for w in space.in_widths(k):
-                    p, f = costs.path(k, c, ops, w)
+                    p, f = (costs.path(k, c, ops, w)[n] for n in ("params", "flops"))
                     for col, v in zip(COLS, (k, c, name, w, cell.channels, 0.0, p, f), strict=True):
                         rows[col].append(v)
     blk = np.asarray(rows["block"])
@@ -65,7 +65,7 @@ def scores_table(space: MBConvSpace, seed: int = 0, noise: float = 0.05, costs: 
     pid = np.asarray([uniq[key] for key in keys])
     mean = np.bincount(pid, loss) / np.bincount(pid)
     rows["loss"] = (mean[pid] + rng.normal(0, noise, len(uniq))[pid]).tolist()
-    fp, ff = costs.fixed()
+    fp, ff = (costs.fixed()[n] for n in ("params", "flops"))
     meta = ScoresMeta(space=space.to_json(), resolution=costs.resolution, fixed_params=fp, fixed_flops=ff,
                       teacher="synthetic", generation=0)
     return make_table(rows, meta), meta

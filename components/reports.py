@@ -304,13 +304,22 @@ class _HumanFormatter:
 
 
 # ----- stage reports ----------------------------------------------------------------------------
+def cost_text(name: str, v: Any) -> str:
+    """A cost's value in a report: ``1,234,567 (1.23M)`` (counts, bytes) or ``12.3`` (ms)."""
+    from dna.cost_registry import BY_NAME
+
+    if v is None:
+        return "-"
+    return fmt(v) if name in BY_NAME and not BY_NAME[name].is_int else f"{int(v):,} ({human(v)})"
+
+
 def arch_summary_rows(a: Mapping[str, Any]) -> list[list[str]]:
-    rows = [["loss (summed, lambda-weighted)", fmt(a.get("loss"))],
-            ["params", f"{int(a['params']):,} ({human(a['params'])})" if a.get("params") is not None else "-"],
-            ["FLOPs (MACs)", f"{int(a['flops']):,} ({human(a['flops'])})" if a.get("flops") is not None else "-"]]
-    if a.get("latency_ms") is not None:
-        rows.append(["latency (ms)", fmt(a["latency_ms"])])
-    return rows
+    """Loss and every cost of the registry the architecture has (params and FLOPs always)."""
+    from dna.cost_registry import COSTS
+
+    return [["loss (summed, lambda-weighted)", fmt(a.get("loss"))],
+            *[[c.label, cost_text(c.name, a.get(c.name))] for c in COSTS
+              if c.required or a.get(c.name) is not None]]
 
 
 def search_report(result: Mapping[str, Any], arch: Mapping[str, Any],
@@ -320,7 +329,7 @@ def search_report(result: Mapping[str, Any], arch: Mapping[str, Any],
     """The search stage: chosen architecture, params/FLOPs, Pareto plot, Fig. 13 drawing."""
     best = result["architectures"][0]
     gen = "" if generation is None else f" (generation {generation})"
-    limit_rows = [[k, human(v)] for k, v in (limits or {}).items() if v]
+    limit_rows = [[k, cost_text(k, v)] for k, v in (limits or {}).items() if v]
     parts = [
         section("Chosen architecture", html_table(arch_summary_rows(best), ["", "value"]),
                 html_table(limit_rows, ["constraint", "limit"]) if limit_rows

@@ -69,9 +69,9 @@ def retrain_vit_config(cfg: RunConfig, pp_config: str | dict | None, arch: str, 
 def validate_pp(cfg: RunConfig, pp_config: str | dict | None, remote: bool = False) -> RunConfig:
     """Every check of a DNA++ run before any work: the run config (``remote``: no URI is opened
     from here), a ViT space, and the ``pp_config`` sections."""
-    from dna.space import get_space
+    from dna.space import get_family, get_space
 
-    if getattr(get_space(cfg.space), "kind", "mbconv") != "vit":
+    if not get_family(get_space(cfg.space)).joint_teacher:
         raise DnaError(f"space {cfg.space!r}: DNA++ searches a ViT space (vit, vit-tiny or a ViT space .json)")
     cfg.validate(remote=remote)
     local = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, checkpoint=None)) if remote else cfg

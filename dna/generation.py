@@ -20,11 +20,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dna import storage
+from dna.cost_registry import (
+    check_answerable,
+    check_limits,
+    legacy_fields,
+    merge_limits,
+    pop_legacy,
+)
 from dna.data import DataConfig
 from dna.errors import DnaError, check_keys, field_names
 from dna.layout import generation, run_files, scores_part, stage_files
 from dna.model.arch import EFFICIENTNET_B0, Architecture
-from dna.space import get_space
+from dna.space import get_family, get_space
 from dna.teacher import TeacherConfig
 
 # teacher names meaning "the embedded default": a half-width EfficientNet-B0 trained here first
@@ -48,9 +55,14 @@ class RetrainSettings:
     kd_alpha: float = 0.0               # > 0: distil from this generation's teacher
 
 
+@legacy_fields("max_", "limits")
 @dataclass
 class RunConfig:
-    """One DNA / DNA+ run: N generations of teacher -> supernets -> rating -> search."""
+    """One DNA / DNA+ run: N generations of teacher -> supernets -> rating -> search.
+
+    ``limits``: cost name -> limit of the search (``dna.cost_registry``), e.g. ``{"params": 5.3e6,
+    "act_mem": 2e6}``; the old ``max_params``/``max_flops``/``max_latency_ms`` keywords and keys
+    land in it, and ``cfg.max_params`` reads it."""
 
     root: str
     generations: int = 1
@@ -62,9 +74,7 @@ class RunConfig:
     block_max_steps: int | None = None
     rate_max_batches: int | None = None
     calib_batches: int = 2
-    max_params: float | None = None
-    max_flops: float | None = None
-    max_latency_ms: float | None = None
+    limits: dict[str, float] = field(default_factory=dict)
     latency_table: str | None = None
     scale_to: str = "b1"                    # compound scaling applied to each generation's search
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
@@ -85,14 +95,12 @@ class RunConfig:
             raise DnaError("root must be a run folder URI (local path or s3://bucket/prefix)")
         if not isinstance(self.generations, int) or self.generations < 1:
             raise DnaError(f"generations={self.generations!r}: expected an integer >= 1")
-        get_space(self.space)
+        space = get_space(self.space)
         _check_teacher(self, remote)
         if self.block_epochs < 1:
             raise DnaError(f"block_epochs={self.block_epochs}: expected >= 1")
-        from dna.search.run import parse_count
-
-        for name in ("max_params", "max_flops", "max_latency_ms"):   # the one check of a limit
-            parse_count(getattr(self, name), name)
+        self.limits = check_limits(self.limits, "run config limits")       # the one check of a limit
+        check_answerable(self.limits, get_family(space), ["latency_ms"] if self.latency_table else [])
         unknown = sorted(set(self.transfer) - {"seg", "det", "cls"})
         if unknown:
             raise DnaError(f"transfer tasks {unknown}: expected some of ['seg', 'det', 'cls']")
@@ -115,6 +123,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         d = dict(d)
+        d["limits"] = check_limits(merge_limits(d.get("limits"), pop_legacy(d, "max_"), "run config limits"),
+                                   "run config limits")
         d["data"] = DataConfig.from_dict(d["data"]) if isinstance(d.get("data"), dict) else d.get("data", DataConfig())
         if isinstance(d.get("teacher"), dict):
             d["teacher"] = TeacherConfig(**d["teacher"])
@@ -305,8 +315,7 @@ def search_step(cfg: RunConfig, g: int, scores: str | None = None) -> dict:
     gen = generation(cfg.root, g)
     if storage.exists(gen.search_result) and storage.exists(gen.search_arch):
         return storage.read_json(gen.search_result)
-    result = run_search(scores or gen.scores, max_params=cfg.max_params, max_flops=cfg.max_flops,
-                        max_latency_ms=cfg.max_latency_ms, out=gen.search_arch)
+    result = run_search(scores or gen.scores, limits=cfg.limits, out=gen.search_arch)
     result["arch"] = gen.search_arch
     storage.write_json(result, gen.search_result)
     return result

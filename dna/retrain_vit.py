@@ -137,7 +137,7 @@ def retrain_vit(cfg: RetrainViTConfig, on_epoch_end: OnEpochEnd | None = None) -
     torch.manual_seed(cfg.seed)
     net = build_vit(arch["space"], arch["blocks"], num_classes=n_classes, resolution=data.resolution,
                     drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
-    params, flops = vit_costs(net, data.resolution)
+    params, flops = (vit_costs(net, data.resolution)[k] for k in ("params", "flops"))
     net.to(device)
 
     train_loader = make_loader(data, "train", drop_last=True)

@@ -22,7 +22,11 @@ def read_optional_bytes(uri: str) -> bytes | None:
 
 
 def limits(cfg) -> dict[str, float | None]:
-    return {"params": cfg.max_params, "flops": cfg.max_flops}
+    """The run's search limits by cost name: params and FLOPs always (None: no limit), every other
+    cost of the registry when it is limited (none is dropped)."""
+    from dna.cost_registry import COSTS
+
+    return {c.name: cfg.limits.get(c.name) for c in COSTS if c.required or c.name in cfg.limits}
 
 
 def transfer_results(cfg, g: int, transfer: str | None = None) -> tuple[dict[str, dict], dict[str, bytes]]:
@@ -89,9 +93,9 @@ def run_summary(cfg, arch: str | None = None, model: str | None = None, transfer
     """The summary of the run ``cfg`` from its run root; the final answer is the architecture
     ``arch``, the retrained weights ``model`` and the transfer results under ``transfer``
     (default: the last generation's layout paths)."""
-    from dna.space import get_space
+    from dna.space import get_family, get_space
 
-    vit = getattr(get_space(cfg.space), "kind", "mbconv") == "vit"
+    vit = get_family(get_space(cfg.space)).joint_teacher
     files = run_files(cfg.root)
     artifacts: dict[str, str] = {"run config": files.config, "summary": files.summary,
                                  "summary report": files.summary_html}

@@ -16,6 +16,8 @@ def positive_int(value: int | None, flag: str, low: int = 1) -> None:
 
 def make_parser(prog: str, description: str, generations_flag: bool,
                 presets: dict[str, dict] | None = None) -> argparse.ArgumentParser:
+    from dna.cost_registry import COSTS
+
     p = argparse.ArgumentParser(prog=prog, description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     run = p.add_argument_group("the run")
@@ -30,8 +32,8 @@ def make_parser(prog: str, description: str, generations_flag: bool,
                      help="generation-0 teacher: 'tiny', a timm model name or an architecture .json URI")
     run.add_argument("--teacher-checkpoint", default=None, help="teacher weights URI (else it is trained here)")
     run.add_argument("--space", default=None, help="search space name or space .json URI")
-    run.add_argument("--max-params", default=None, help="constraint on total params, e.g. 5.3M")
-    run.add_argument("--max-flops", default=None, help="constraint on total FLOPs (MACs), e.g. 400M")
+    for c in COSTS:
+        run.add_argument(c.flag, default=None, help=c.help)
     run.add_argument("--epochs", type=int, default=None, help="epochs per block supernet")
     run.add_argument("--retrain-epochs", type=int, default=None, help="epochs of the final retraining")
     run.add_argument("--transfer", default=None, help="transfer tasks, comma-separated (seg,det,cls) or 'none'")

@@ -63,6 +63,19 @@ def _count(value: str | None, name: str):
     return parse_count(value, name)
 
 
+def _limits(d: dict, args: argparse.Namespace) -> dict:
+    """The preset's limits (``limits`` or the old ``max_<cost>`` keys) with the ``--max-*`` flags
+    applied: one mapping, cost name -> limit."""
+    from dna.cost_registry import COSTS, merge_limits, pop_legacy
+
+    limits = merge_limits(d.get("limits"), pop_legacy(d, "max_"))
+    for c in COSTS:
+        v = getattr(args, c.limit_key, None)
+        if v is not None:
+            limits[c.name] = _count(v, c.flag)
+    return limits
+
+
 def build_run_config(args: argparse.Namespace, root: str, generations: int,
                      presets: dict[str, dict] | None = None) -> dict:
     """The RunConfig dict of a preset with the command-line flags applied (not validated yet)."""
@@ -81,10 +94,7 @@ def build_run_config(args: argparse.Namespace, root: str, generations: int,
     if args.teacher_checkpoint:
         d["teacher"]["checkpoint"] = args.teacher_checkpoint
         d["teacher"]["pretrained"] = False
-    if args.max_params is not None:
-        d["max_params"] = _count(args.max_params, "--max-params")
-    if args.max_flops is not None:
-        d["max_flops"] = _count(args.max_flops, "--max-flops")
+    d["limits"] = _limits(d, args)
     positive_int(args.epochs, "--epochs")
     positive_int(args.retrain_epochs, "--retrain-epochs")
     if args.epochs is not None:

@@ -40,9 +40,9 @@ def test_searched_architecture_round_trips(tmp_path):
             assert args["stride"] == (space.blocks[choice.block].stride if i == 0 else 1)
     # the built model costs exactly what the scores table predicts
     costs = PathCosts(space)
-    total, prev = costs.fixed()[0], space.first_channels
+    total, prev = costs.fixed()["params"], space.first_channels
     for c in back.choices:
-        total += costs.path(c.block, c.cell, c.ops, prev)[0]
+        total += costs.path(c.block, c.cell, c.ops, prev)["params"]
         prev = space.cell(c.block, c.cell).channels
     assert count_params(build_model(back)) == total
 

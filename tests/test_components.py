@@ -136,6 +136,17 @@ def test_runtime_helpers(tmp_path, monkeypatch):
     assert fix_teacher_classes(TeacherConfig(model="a.json", checkpoint="/w.pt"), data).num_classes is None
 
 
+def test_run_limits_drop_no_cost():
+    from dna.run_summary import limits
+
+    assert limits(RunConfig(root="r")) == {"params": None, "flops": None}
+    cfg = RunConfig(root="r", limits={"flops": 4e8, "latency_ms": 12.5})
+    assert limits(cfg) == {"params": None, "flops": 4e8, "latency_ms": 12.5}
+    html = reports.search_report({"architectures": [{"loss": 1.0, "params": 10, "flops": 20, "latency_ms": 3.0,
+                                                     "blocks": []}]}, {"arch_def": []}, None, limits(cfg))
+    assert "latency (ms)" in html and "12.5" in html
+
+
 def test_components_are_lightweight_and_offline():
     from components import settings
     from components.data import prepare_data
@@ -168,7 +179,7 @@ def synthetic_scores(uri: str, seed: int = 0) -> None:
         for c, cell in enumerate(space.blocks[k].cells):
             for path in space.paths(k, c):
                 for w in space.in_widths(k):
-                    p, f = costs.path(k, c, path, w)
+                    p, f = (costs.path(k, c, path, w)[n] for n in ("params", "flops"))
                     for col, v in zip(rows, (k, c, "-".join(path), w, cell.channels,
                                              1.0 / (1 + p / 1e4) + 0.05 * rng.random(), p, f), strict=True):
                         rows[col].append(v)

@@ -191,7 +191,7 @@ def test_path_params_equal_standalone_timm_layers():
     for block, cell, ops, in_chs in [(0, 1, ("k3e3", "k7e6", "k5e3"), 16), (1, 2, ("k5e6",) * 4, 32),
                                      (3, 2, ("k3e6", "k3e3", "k7e3", "k5e6"), 80), (4, 0, ("k7e6",) * 4, 96),
                                      (4, 0, ("k7e6",) * 4, 112)]:
-        params, _ = costs.path(block, cell, ops, in_chs)
+        params = costs.path(block, cell, ops, in_chs)["params"]
         layers = build_layers(in_chs, space.cell_arch(block, cell, ops))
         assert params == count_params(layers)
 
@@ -201,9 +201,9 @@ def test_costs_of_efficientnet_b0_choice_match_timm():
     costs = PathCosts(space)
     picks = [(0, 0, ("k3e6",) * 2), (1, 0, ("k5e6",) * 2), (2, 1, ("k3e6",) * 3),
              (3, 0, ("k5e6",) * 3), (4, 0, ("k5e6",) * 4), (5, 0, ("k3e6",))]
-    total, prev = costs.fixed()[0], 16
+    total, prev = costs.fixed()["params"], 16
     for b, c, ops in picks:
-        total += costs.path(b, c, ops, prev)[0]
+        total += costs.path(b, c, ops, prev)["params"]
         prev = space.cell(b, c).channels
     assert total == count_params(timm.create_model("efficientnet_b0"))
 
@@ -228,6 +228,7 @@ def _check_scores(uri):
     assert table.schema.names[: len(SCHEMA)] == SCHEMA.names
     assert [f.type for f in table.schema][: len(SCHEMA)] == list(SCHEMA.types)
     assert meta.generation == 0 and meta.resolution == 32 and meta.fixed_params > 0
+    assert meta.fixed_act_mem > 0 and min(table.column("act_mem").to_pylist()) > 0  # every counted cost
     rows = table.to_pylist()
     by_key = {(r["block"], r["cell"], r["ops"], r["in_channels"]): r for r in rows}
     r0, r1 = by_key[(1, 1, "k3e3-k5e6", 16)], by_key[(1, 1, "k3e3-k5e6", 24)]

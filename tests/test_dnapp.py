@@ -267,7 +267,7 @@ def test_rate_search_build_params_match(pp_run):
     assert result["rows"] == sum(p * w for p, w in zip(paths, in_widths, strict=True))
     table, meta = read_scores(scores)
     assert meta.space == space.to_json()
-    assert (meta.fixed_params, meta.fixed_flops) == vit_fixed_costs(space, 32)
+    assert meta.fixed == vit_fixed_costs(space, 32)
     rows = table.to_pylist()
     assert {r["cell"] for r in rows} == {0}
     for r in rows:
@@ -296,20 +296,20 @@ def test_rate_search_build_params_match(pp_run):
         chain.append(by[(k, ops, in_w)])
         in_w = chain[-1]["out_channels"]
     model = build_vit(space, [r["ops"] for r in chain], resolution=meta.resolution)
-    predicted = (meta.fixed_params + sum(r["params"] for r in chain), meta.fixed_flops + sum(r["flops"] for r in chain))
+    predicted = {n: meta.fixed[n] + sum(r[n] for r in chain) for n in ("params", "flops")}
     assert vit_costs(model) == predicted
 
     try:
         from dna.search import search
     except ImportError:
         pytest.skip("dna.search is not available in this checkout: the search half of this test needs it")
-    best = search(table, meta, max_params=predicted[0])[0]
+    best = search(table, meta, max_params=predicted["params"])[0]
     built = build_vit(space, best.choices, resolution=meta.resolution)
-    assert vit_costs(built) == (best.params, best.flops)
-    assert best.params <= predicted[0]
-    assert predicted_costs(space, best.choices, meta.resolution) == (best.params, best.flops)
+    assert vit_costs(built) == best.costs
+    assert best.params <= predicted["params"]
+    assert predicted_costs(space, best.choices, meta.resolution) == best.costs
     arch = vit_arch_from_result(best, meta)
-    assert vit_costs(build_from_arch(arch)) == (best.params, best.flops) == (arch["params"], arch["flops"])
+    assert vit_costs(build_from_arch(arch)) == best.costs == {n: arch[n] for n in ("params", "flops")}
 
 
 def test_supervised_dna_mode_on_the_vit_space(tmp_path):

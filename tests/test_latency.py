@@ -36,11 +36,11 @@ def scores():
         for c, cell in enumerate(SPACE.blocks[k].cells):
             for ops in SPACE.paths(k, c):
                 for w in SPACE.in_widths(k):
-                    p, f = costs.path(k, c, ops, w)
+                    p, f = (costs.path(k, c, ops, w)[n] for n in ("params", "flops"))
                     for name, v in zip(rows, (k, c, "-".join(ops), w, cell.channels, float(rng.random()), p, f),
                                        strict=True):
                         rows[name].append(v)
-    fp, ff = costs.fixed()
+    fp, ff = (costs.fixed()[n] for n in ("params", "flops"))
     meta = ScoresMeta(space=SPACE.to_json(), resolution=SPACE.resolution, fixed_params=fp, fixed_flops=ff,
                       teacher="efficientnet_b0", generation=0)
     return make_table(rows, meta), meta

@@ -123,7 +123,7 @@ def test_compile_with_preset_sets_defaults(tmp_path):
     cfg = json.loads(params["run_config"]["defaultValue"])
     preset = PRESETS["cifar"]
     assert cfg["space"] == preset["run"]["space"] == "mbconv" and cfg["data"]["uri"] == "s3://data/cifar10"
-    assert cfg["block_epochs"] == preset["run"]["block_epochs"] and cfg["max_params"] == 2_000_000
+    assert cfg["block_epochs"] == preset["run"]["block_epochs"] and cfg["limits"]["params"] == 2_000_000
     assert cfg["generations"] == 2 and cfg["root"] == ""       # resolved in the cluster: $DNA_RUN_ROOT/<run id>
     assert params["gpus"]["defaultValue"] == preset["params"]["gpus"] == 1
     assert params["gpus_per_block"]["defaultValue"] == 1
@@ -135,8 +135,20 @@ def test_compile_with_preset_sets_defaults(tmp_path):
     assert keys == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}   # dna-storage's key names
 
 
+def test_max_flags_land_in_the_run_config_limits(capsys):
+    argv = ["--max-flops", "400M", "--max-latency-ms", "12.5", "--set", "latency_table=lat.json", "--max-act-mem",
+            "2M", "--print-config"]
+    assert dna_plus.main(argv) == 0
+    cfg = json.loads(capsys.readouterr().out)["arguments"]["run_config"]
+    cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
+    # the smoke preset's max_params joins the flags in one mapping
+    assert cfg["limits"] == {"params": 2.5e5, "flops": 400_000_000, "latency_ms": 12.5, "act_mem": 2_000_000}
+    assert "max_params" not in cfg
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--max-params", "-5"], "max-params"),
+    (["--max-latency-ms", "5"], "max_latency_ms needs a latency_ms column"),
     (["--teacher", "no_such_net"], "no_such_net"),
     (["--generations", "0"], "generations"),
     (["--epochs", "0"], "--epochs 0"),

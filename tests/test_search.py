@@ -59,7 +59,8 @@ def table_for(space, rng=None, costs=None, integer=False, latency=False, fixed=(
                     rows["in_channels"].append(w)
                     rows["out_channels"].append(cell.channels)
                     if costs is not None:
-                        p, f = costs.path(k, c, ops.split("-"), w)
+                        d = costs.path(k, c, ops.split("-"), w)
+                        p, f = d["params"], d["flops"]
                     elif integer:
                         p, f = int(rng.integers(1, 6)), int(rng.integers(1, 6))
                     else:
@@ -69,6 +70,8 @@ def table_for(space, rng=None, costs=None, integer=False, latency=False, fixed=(
                     rows["loss"].append(float(rng.integers(0, 4)) if integer else float(rng.random()))
                     if latency:
                         rows["latency_ms"].append(float(rng.integers(1, 5)) if integer else float(rng.random()))
+    if isinstance(fixed, dict):
+        fixed = (fixed["params"], fixed["flops"])
     meta = ScoresMeta(space=space.to_json(), resolution=space.resolution, fixed_params=fixed[0],
                       fixed_flops=fixed[1], teacher="t", generation=0, fixed_latency_ms=fixed_latency)
     return make_table(rows, meta), meta
@@ -398,3 +401,59 @@ def test_searched_arch_keeps_the_rating_resolution(tmp_path):
     out = str(tmp_path / "arch.json")
     _json(["search", uri, "--json", "--out", out])
     assert Architecture.load(out).resolution == 2 * space.resolution
+
+
+# ----- limits as data (dna.cost_registry) -------------------------------------------------------
+
+
+def test_limits_mapping_equals_the_old_keywords(tmp_path):
+    from dna.search.run import run_search
+
+    table, meta = small()
+    R, loss, par, fl, lat, _ = brute(table, meta)
+    p, f = int(np.quantile(par, 0.6)), int(np.quantile(fl, 0.6))
+    old = search(table, meta, max_params=p, max_flops=f, top_k=3)
+    assert search(table, meta, limits={"params": p, "flops": f}, top_k=3) == old
+    assert search(table, meta, max_params=p, limits={"flops": f}, top_k=3) == old
+    uri = str(tmp_path / "s.parquet")
+    write_scores(table, uri)
+    assert run_search(uri, limits={"params": str(p), "flops": f}, top_k=3)["architectures"] == \
+        [r.to_json() for r in old] == run_search(uri, max_params=p, max_flops=f, top_k=3)["architectures"]
+    with pytest.raises(DnaError, match="disagree"):
+        search(table, meta, max_params=p, limits={"params": p + 1})
+
+
+@pytest.mark.parametrize("limits", [{"parms": 5e6}, {"params": 5e6, "memory": 1}])
+def test_unknown_limit_names_the_known_costs(tmp_path, limits):
+    from dna.search.run import run_search
+
+    table, meta = small()
+    bad = next(k for k in limits if k != "params")
+    with pytest.raises(DnaError, match=rf"unknown cost '{bad}'; expected some of \['params', 'flops'"):
+        search(table, meta, limits=limits)
+    uri = str(tmp_path / "s.parquet")
+    write_scores(table, uri)
+    with pytest.raises(DnaError, match=rf"unknown cost '{bad}'"):
+        run_search(uri, limits=limits)
+
+
+def test_run_config_limits_take_the_old_keys():
+    import dataclasses
+
+    from dna.generation import RunConfig
+
+    cfg = RunConfig(root="r", max_params=4e5)
+    assert cfg.limits == {"params": 4e5} and cfg.max_params == 4e5 and cfg.max_flops is None
+    d = cfg.to_dict()
+    assert d["limits"] == {"params": 4e5} and "max_params" not in d
+    assert RunConfig.from_dict(d).limits == {"params": 4e5}
+    old = RunConfig.from_dict({"root": "r", "max_flops": 1e6, "max_latency_ms": 5})
+    assert old.limits == {"flops": 1e6, "latency_ms": 5.0} and old.max_latency_ms == 5.0
+    both = RunConfig.from_dict({"root": "r", "max_params": 1e6, "limits": {"flops": 2e6}})
+    assert both.limits == {"params": 1e6, "flops": 2e6}
+    assert dataclasses.replace(both, max_params=3e6).limits == {"params": 3e6, "flops": 2e6}
+    assert dataclasses.replace(both, limits={"flops": 1e6}).limits == {"flops": 1e6}
+    with pytest.raises(DnaError, match=r"unknown cost 'parms'; expected some of \['params'"):
+        RunConfig.from_dict({"root": "r", "limits": {"parms": 1}})
+    with pytest.raises(DnaError, match="max_flops=-1"):
+        RunConfig(root="r", limits={"flops": -1}).validate()

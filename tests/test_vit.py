@@ -167,7 +167,7 @@ def test_path_costs_add_up_to_the_built_model():
         for k, c in enumerate(picks):
             rows.append(vit_path_costs(space, k, c, in_w))
             in_w = c.heads * space.head_dim
-        assert vit_costs(model) == (fixed[0] + sum(r[0] for r in rows), fixed[1] + sum(r[1] for r in rows))
+        assert vit_costs(model) == {n: fixed[n] + sum(r[n] for r in rows) for n in ("params", "flops")}
     # the full-size space: about DeiT-S (params 20M, 4.3 GMACs) for a mid-size pick
     picks = ["h12-r4-d4", "h7-r2.5-d3", "h14-r3.5-d4", "h8-r3-d3"]
     assert vit_costs(build_vit(VIT, picks)) == predicted_costs(VIT, picks)
@@ -190,7 +190,7 @@ def test_vit_arch_json_roundtrip(tmp_path):
     assert load_vit_arch({"space": VIT_TINY.to_json(), "arch_def": [p.split("-") for p in picks]})["blocks"] == d["blocks"]
     model = build_from_arch(uri)
     s = summarize_vit(uri)
-    assert (s["params"], s["flops"]) == vit_costs(model) == predicted_costs(VIT_TINY, picks)
+    assert {n: s[n] for n in ("params", "flops")} == vit_costs(model) == predicted_costs(VIT_TINY, picks)
     assert [b["ops"] for b in s["blocks"]] == picks
     with pytest.raises(DnaError):
         load_vit_arch({"arch_def": [["ir_r1_k3_s1_e1_c16"]]})
@@ -208,7 +208,7 @@ def test_retrain_vit_deit_recipe_smoke(tmp_path):
                            auto_augment=None, steps_per_epoch=1)
     m = retrain_vit(cfg)
     assert m["status"] == "trained" and m["epochs"] == 1 and math.isfinite(m["val_loss"])
-    assert (m["params"], m["flops"]) == predicted_costs(VIT_TINY, [b["ops"] for b in arch["blocks"]])
+    assert {n: m[n] for n in ("params", "flops")} == predicted_costs(VIT_TINY, [b["ops"] for b in arch["blocks"]])
     for name in ("checkpoint.pt", "model.pt", "metrics.json", "curve.csv"):
         assert storage.exists(str(tmp_path / "rt" / name))
     saved = storage.load_torch(str(tmp_path / "rt" / "model.pt"))

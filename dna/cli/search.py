@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import sys
 
+from dna.cost_registry import COSTS
 from dna.search.run import run_search
-from dna.search.traversal import COSTS
+from dna.search.traversal import FRONT_COSTS
 
 HELP = "exact search of a scores table: best architecture(s) under params/FLOPs/latency limits, or the Pareto front"
 
 
 def add_arguments(p) -> None:
     p.add_argument("scores", help="scores table URI (Parquet file or block-partitioned folder; local or s3://)")
-    p.add_argument("--max-params", default=None, help="limit on total params, e.g. 5.3M or 5.3e6")
-    p.add_argument("--max-flops", default=None, help="limit on total FLOPs (MACs), e.g. 400M")
-    p.add_argument("--max-latency-ms", default=None,
-                   help="limit on total latency in ms (needs a latency_ms column, see `dna latency-table`)")
+    for c in COSTS:
+        p.add_argument(c.flag, default=None, help=c.help)
     p.add_argument("--top-k", type=int, default=1, help="return the K best architectures (default 1)")
     p.add_argument("--pareto", action="store_true", help="print the exact loss-vs-cost Pareto front instead")
-    p.add_argument("--cost", default="params", choices=COSTS, help="cost axis of --pareto (default params)")
+    p.add_argument("--cost", default="params", choices=FRONT_COSTS, help="cost axis of --pareto (default params)")
     p.add_argument("--lambdas", default=None, help="per-block loss weights, e.g. 1,1,1,1,1,1 (default all 1)")
     p.add_argument("--out", default=None, help="write the best architecture JSON to this URI")
 
 
 def run(args) -> dict:
-    result = run_search(args.scores, max_params=args.max_params, max_flops=args.max_flops,
-                        max_latency_ms=args.max_latency_ms, top_k=args.top_k, pareto=args.pareto,
+    limits = {c.name: getattr(args, c.limit_key) for c in COSTS if getattr(args, c.limit_key) is not None}
+    result = run_search(args.scores, limits=limits, top_k=args.top_k, pareto=args.pareto,
                         cost=args.cost, lambdas=args.lambdas, out=args.out)
     if args.out and not args.json:
         print(f"wrote {args.out}", file=sys.stderr)
@@ -34,13 +33,12 @@ def run(args) -> dict:
 
 def format_text(r: dict) -> str:
     archs = r["architectures"]
-    lat = any("latency_ms" in a for a in archs)
-    head = ["#", "loss", "params", "flops"] + (["latency_ms"] if lat else []) + ["blocks (cell:ops)"]
+    costs = [c for c in COSTS if any(c.name in a for a in archs)]
+    head = ["#", "loss", *[c.name for c in costs], "blocks (cell:ops)"]
     rows = []
     for i, a in enumerate(archs, 1):
-        row = [str(i), f"{a['loss']:.6g}", f"{a['params']:,}", f"{a['flops']:,}"]
-        if lat:
-            row.append(f"{a['latency_ms']:.4g}" if "latency_ms" in a else "-")
+        row = [str(i), f"{a['loss']:.6g}"]
+        row += [("-" if c.name not in a else f"{a[c.name]:,}" if c.is_int else f"{a[c.name]:.4g}") for c in costs]
         row.append("  ".join(f"{b['cell']}:{b['ops']}" for b in a["blocks"]))
         rows.append(row)
     widths = [max(len(x[j]) for x in [head, *rows]) for j in range(len(head))]

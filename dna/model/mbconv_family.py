@@ -21,11 +21,20 @@ from dna.errors import DnaError
 class MBConvFamily:
     """A family of blocks-of-cells spaces whose ops are timm EfficientNet-builder layers."""
 
+    joint_teacher = False           # DNA / DNA+: one independent job per block, frozen teacher
+
     def __init__(self, kind: str, space_type: type, spaces: tuple = (), default: bool = False):
         self.kind = kind
         self.space_type = space_type
         self.spaces = tuple(spaces)
         self.default = default      # owns architectures that name no space (bare or scaled arch_defs)
+
+    @property
+    def costs(self) -> tuple[str, ...]:
+        """Every cost counted on modules: the layers are real timm modules (``PathCosts``)."""
+        from dna.cost_registry import on_modules
+
+        return tuple(c.name for c in on_modules())
 
     # ----- the space ------------------------------------------------------------------------
     def space_from_json(self, d: dict):

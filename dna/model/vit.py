@@ -8,7 +8,8 @@ width)``, or ``nn.Identity`` when the widths agree) followed by ``depth`` timm `
 ``width = heads * head_dim``, ``heads`` heads and the block's MLP ratio. The final LayerNorm and the
 classifier take the last block's width.
 
-Costs (a contract shared with the scores table; ``fixed + sum(rows) == model`` exactly):
+Costs (a contract shared with the scores table; ``fixed + sum(rows) == model`` exactly), as dicts
+cost name -> value of the costs ``dna.cost_registry`` counts for ViT spaces:
 
 - params: parameters of the modules;
 - FLOPs: multiply-accumulates, as ``dna.costs``: every ``nn.Linear`` counts ``in x out`` per token
@@ -20,6 +21,9 @@ Costs (a contract shared with the scores table; ``fixed + sum(rows) == model`` e
 - a block's row (``vit_path_costs``): its input projection (depends on the width handed over), its
   layers, and for the *last* block also the final LayerNorm and the classifier (they take that
   block's width, so they cannot be fixed).
+
+Peak activation memory (``act_mem``) is not counted for ViT: rating writes no ``act_mem`` column and
+searching a ViT table under ``--max-act-mem`` is an error naming the missing column.
 """
 
 from __future__ import annotations
@@ -127,12 +131,20 @@ def vit_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
     return count_flops(module, input_shape, extra=((Attention, _attention_macs),))
 
 
-def vit_costs(model: nn.Module, resolution: int | None = None) -> tuple[int, int]:
-    """(params, FLOPs) of a whole built model at ``resolution`` (default: the model's)."""
+def _costs(params: int, flops: int) -> dict[str, int]:
+    return {"params": int(params), "flops": int(flops)}
+
+
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a[k] + b[k] for k in a}
+
+
+def vit_costs(model: nn.Module, resolution: int | None = None) -> dict[str, int]:
+    """``{"params", "flops"}`` of a whole built model at ``resolution`` (default: the model's)."""
     res = resolution or getattr(model, "resolution", None)
     if res is None:
         raise DnaError("vit_costs: give the resolution of the model")
-    return count_params(model), vit_flops(model, (3, res, res))
+    return _costs(count_params(model), vit_flops(model, (3, res, res)))
 
 
 @cache
@@ -163,9 +175,9 @@ def _final_costs(width: int, num_classes: int) -> tuple[int, int]:
 
 
 def vit_path_costs(space, block: int, choice: PathChoice | str, in_width: int,
-                   resolution: int | None = None, num_classes: int | None = None) -> tuple[int, int]:
-    """(params, FLOPs) of one block's path in the stand-alone model, given the width handed over;
-    the last block includes the final norm and classifier."""
+                   resolution: int | None = None, num_classes: int | None = None) -> dict[str, int]:
+    """``{"params", "flops"}`` of one block's path in the stand-alone model, given the width handed
+    over; the last block includes the final norm and classifier."""
     space = vit_space(space)
     c = space.check_path(block, choice)
     if in_width not in space.in_widths(block):
@@ -177,31 +189,30 @@ def vit_path_costs(space, block: int, choice: PathChoice | str, in_width: int,
         nc = space.num_classes if num_classes is None else num_classes
         p, f = _final_costs(c.heads * space.head_dim, nc)
         params, flops = params + p, flops + f
-    return params, flops
+    return _costs(params, flops)
 
 
-def vit_fixed_costs(space, resolution: int | None = None) -> tuple[int, int]:
-    """(params, FLOPs) of the fixed part: patch embedding, class token, position embedding."""
+def vit_fixed_costs(space, resolution: int | None = None) -> dict[str, int]:
+    """``{"params", "flops"}`` of the fixed part: patch embedding, class token, position embedding."""
     space = vit_space(space)
     res = resolution or space.resolution
     tokens = space.tokens(res)
     embed = PatchEmbed(img_size=res, patch_size=space.patch_size, in_chans=3, embed_dim=space.embed_dim)
     params = count_params(embed) + space.embed_dim + tokens * space.embed_dim
-    return params, count_flops(embed.proj, (3, res, res))
+    return _costs(params, count_flops(embed.proj, (3, res, res)))
 
 
 def predicted_costs(space, choices: Sequence, resolution: int | None = None,
-                    num_classes: int | None = None) -> tuple[int, int]:
+                    num_classes: int | None = None) -> dict[str, int]:
     """fixed + sum of the per-block path costs along the width chain of ``choices``."""
     space = vit_space(space)
     path = space.choices(choices)
-    params, flops = vit_fixed_costs(space, resolution)
+    total = vit_fixed_costs(space, resolution)
     in_w = space.embed_dim
     for k, c in enumerate(path):
-        p, f = vit_path_costs(space, k, c, in_w, resolution, num_classes)
-        params, flops = params + p, flops + f
+        total = _add(total, vit_path_costs(space, k, c, in_w, resolution, num_classes))
         in_w = c.heads * space.head_dim
-    return params, flops
+    return total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,7 +275,7 @@ def summarize_vit(spec: str | dict, num_classes: int | None = None, resolution: 
     res = resolution or d["resolution"]
     nc = d["num_classes"] if num_classes is None else num_classes
     model = build_vit(d["space"], d["blocks"], num_classes=nc, resolution=res)
-    params, flops = vit_costs(model, res)
+    costs = vit_costs(model, res)
     space = vit_space(d["space"])
     layout, in_w = [], space.embed_dim
     for k, c in enumerate(space.choices(d["blocks"])):
@@ -272,7 +283,7 @@ def summarize_vit(spec: str | dict, num_classes: int | None = None, resolution: 
         layout.append({"block": k, "ops": c.ops, "in_width": in_w, "width": w, "heads": c.heads,
                        "mlp_ratio": c.mlp_ratio, "depth": c.depth})
         in_w = w
-    return {"kind": "vit", "space": space.name, "params": params, "flops": flops, "resolution": res,
+    return {"kind": "vit", "space": space.name, **costs, "resolution": res,
             "num_classes": nc, "tokens": space.tokens(res), "blocks": layout}
 
 

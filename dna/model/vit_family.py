@@ -47,6 +47,9 @@ class ViTPathCosts:
 class ViTFamily:
     """DNA++'s DeiT-style spaces: per block a width (heads), an MLP ratio and a depth."""
 
+    costs = ("params", "flops")     # what dna.model.vit's path and fixed costs count
+    joint_teacher = True            # DNA++ (dna.ssl): teacher and supernets train together
+
     def __init__(self, kind: str, space_type: type, spaces: tuple = ()):
         self.kind = kind
         self.space_type = space_type

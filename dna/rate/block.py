@@ -55,9 +55,8 @@ def teacher_name(cfg: TeacherConfig) -> str:
 
 
 def scores_meta(space, resolution: int, teacher: str, generation: int) -> ScoresMeta:
-    fixed_params, fixed_flops = get_family(space).path_costs(space, resolution).fixed()
-    return ScoresMeta(space=space.to_json(), resolution=resolution, fixed_params=fixed_params,
-                      fixed_flops=fixed_flops, teacher=teacher, generation=generation)
+    return ScoresMeta(space=space.to_json(), resolution=resolution, teacher=teacher, generation=generation,
+                      fixed=get_family(space).path_costs(space, resolution).fixed())
 
 
 def _rating_batches(cfg: RateConfig, teacher: BlockTeacher, block: int, device):
@@ -86,22 +85,16 @@ def rate_block(cfg: RateConfig, block: int, teacher: BlockTeacher | None = None)
     inputs, targets = _rating_batches(cfg, teacher, block, device)
     calib = inputs[: cfg.calib_batches] if cfg.calib_batches else None
     costs = get_family(space).path_costs(space, cfg.data.resolution)
-    rows: dict[str, list] = {k: [] for k in
-                             ("block", "cell", "ops", "in_channels", "out_channels", "loss", "params", "flops")}
+    rows: dict[str, list] = {k: [] for k in ("block", "cell", "ops", "in_channels", "out_channels", "loss")}
     for c, cell in enumerate(net.cells):
         rating = rate_cell([layer.candidates for layer in cell.layers], space.ops, inputs, targets, calib)
         width = space.cell(block, c).channels
         for path, loss in rating.losses.items():
             for in_chs in space.in_widths(block):
-                params, flops = costs.path(block, c, path, in_chs)
-                rows["block"].append(block)
-                rows["cell"].append(c)
-                rows["ops"].append("-".join(path))
-                rows["in_channels"].append(in_chs)
-                rows["out_channels"].append(width)
-                rows["loss"].append(loss)
-                rows["params"].append(params)
-                rows["flops"].append(flops)
+                row = {"block": block, "cell": c, "ops": "-".join(path), "in_channels": in_chs,
+                       "out_channels": width, "loss": loss, **costs.path(block, c, path, in_chs)}
+                for k, v in row.items():
+                    rows.setdefault(k, []).append(v)
     meta = scores_meta(space, cfg.data.resolution, teacher_name(cfg.teacher), cfg.generation)
     table = make_table(rows, meta)
     if cfg.latency_table:

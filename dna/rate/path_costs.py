@@ -2,8 +2,10 @@
 
 Every number comes from timm modules built from the same arch_def strings the final model uses
 (``dna.model.layers``), at the student widths of the space (not the supernet's teacher-width
-ends). A path's cost is the sum of its layers' costs; the first layer's cost depends on the width
-handed over by the previous block, hence the ``in_channels`` argument.
+ends). Costs are dicts (cost name -> value) of every cost ``dna.cost_registry`` counts on MBConv
+modules; a path's cost combines its layers' costs by each cost's rule (sum, or max for a peak).
+The first layer's cost depends on the width handed over by the previous block, hence the
+``in_channels`` argument.
 """
 
 from __future__ import annotations
@@ -11,20 +13,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from dna.costs import count_flops, count_params
+from dna.cost_registry import on_modules
 from dna.model.layers import build_layer, build_layers
 from dna.space.mbconv import MBConvSpace
 
+Costs = dict[str, int]
+
+
+def module_costs(module, input_shape: Sequence[int]) -> Costs:
+    """Every cost the registry counts on modules, of ``module`` at ``input_shape``."""
+    return {c.name: c.count(module, tuple(input_shape)) for c in on_modules()}
+
+
+def combine(parts: Sequence[Costs]) -> Costs:
+    """The costs of modules run one after the other: each cost by its rule (sum or max)."""
+    return {c.name: c.total(0, [p[c.name] for p in parts]) for c in on_modules()}
+
 
 @cache
-def _layer_cost(in_chs: int, block_str: str, size: int) -> tuple[int, int]:
-    layer = build_layer(in_chs, block_str)
-    return count_params(layer), count_flops(layer, (in_chs, size, size))
+def _layer_cost(in_chs: int, block_str: str, size: int) -> tuple[tuple[str, int], ...]:
+    return tuple(module_costs(build_layer(in_chs, block_str), (in_chs, size, size)).items())
 
 
 class PathCosts:
-    """Params and FLOPs (MACs) per layer, path and fixed part of an MBConv-family space (any
-    space of timm EfficientNet-builder layers: MBConv, UIR)."""
+    """The counted costs (params, FLOPs (MACs)...) per layer, path and fixed part of an
+    MBConv-family space (any space of timm EfficientNet-builder layers: MBConv, UIR)."""
 
     def __init__(self, space: MBConvSpace, resolution: int | None = None):
         self.space = space
@@ -45,19 +58,15 @@ class PathCosts:
                             seen[self.layer_key(k, c, i, op, w)] = None
         return list(seen)
 
-    def layer(self, block: int, cell: int, index: int, op: str, in_chs: int) -> tuple[int, int]:
-        return _layer_cost(*self.layer_key(block, cell, index, op, in_chs))
+    def layer(self, block: int, cell: int, index: int, op: str, in_chs: int) -> Costs:
+        return dict(_layer_cost(*self.layer_key(block, cell, index, op, in_chs)))
 
-    def path(self, block: int, cell: int, ops: Sequence[str], in_chs: int) -> tuple[int, int]:
-        params = flops = 0
-        for i, op in enumerate(ops):
-            p, f = self.layer(block, cell, i, op, in_chs)
-            params += p
-            flops += f
-        return params, flops
+    def path(self, block: int, cell: int, ops: Sequence[str], in_chs: int) -> Costs:
+        return combine([self.layer(block, cell, i, op, in_chs) for i, op in enumerate(ops)])
 
-    def fixed(self) -> tuple[int, int]:
-        """Stem, fixed first layer and head (1x1 conv, BN, classifier) of the final model."""
+    def fixed(self) -> Costs:
+        """Stem, fixed first layer and head (1x1 conv, BN, global pool, classifier) of the final
+        model: every module outside the searched blocks."""
         import timm.layers
         import torch.nn as nn
 
@@ -72,15 +81,12 @@ class PathCosts:
         head = nn.Sequential(
             timm.layers.create_conv2d(last, s.head_channels, 1), nn.BatchNorm2d(s.head_channels)
         )
+        classifier = nn.Sequential(timm.layers.SelectAdaptivePool2d(pool_type="avg", flatten=True),
+                                   nn.Linear(s.head_channels, s.num_classes))
         half = -(-size // 2)
         final = s.in_resolution(len(s.blocks) - 1, size)
         final = -(-final // s.blocks[-1].stride)
-        classifier = nn.Linear(s.head_channels, s.num_classes)
-        params = sum(count_params(m) for m in (stem, first, head, classifier))
-        flops = (
-            count_flops(stem, (3, size, size))
-            + count_flops(first, (s.stem_channels, half, half))
-            + count_flops(head, (last, final, final))
-            + s.head_channels * s.num_classes
-        )
-        return params, flops
+        return combine([module_costs(stem, (3, size, size)),
+                        module_costs(first, (s.stem_channels, half, half)),
+                        module_costs(head, (last, final, final)),
+                        module_costs(classifier, (s.head_channels, final, final))])

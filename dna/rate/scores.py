@@ -2,21 +2,24 @@
 
 Columns (a contract: search, pipelines and users' scripts read them):
 ``block`` int32, ``cell`` int32, ``ops`` string (op names joined by ``-``), ``in_channels`` int32,
-``out_channels`` int32, ``loss`` float64 (Eq. 7 averaged over the rating split), ``params``
-int64, ``flops`` int64 (MACs at the rating resolution), and optionally ``latency_ms`` float64.
+``out_channels`` int32, ``loss`` float64 (Eq. 7 averaged over the rating split), then one column
+per cost of ``dna.cost_registry.COSTS``: ``params`` int64, ``flops`` int64 (MACs at the rating
+resolution), and optionally ``latency_ms`` float64.
 Schema metadata: ``space`` (the space JSON), ``resolution``, ``fixed_params``, ``fixed_flops``,
-``teacher``, ``generation``.
+``teacher``, ``generation``, and the optional costs' ``fixed_<cost>`` (e.g. ``fixed_latency_ms``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dna import storage
+from dna.cost_registry import COSTS, REQUIRED, legacy_fields
+from dna.cost_registry import OPTIONAL as OPTIONAL_COSTS
 from dna.errors import DnaError
 
 SCHEMA = pa.schema([
@@ -26,34 +29,36 @@ SCHEMA = pa.schema([
     ("in_channels", pa.int32()),
     ("out_channels", pa.int32()),
     ("loss", pa.float64()),
-    ("params", pa.int64()),
-    ("flops", pa.int64()),
+    *[(c.name, c.arrow_type()) for c in REQUIRED],
 ])
-OPTIONAL = {"latency_ms": pa.float64()}
-META_KEYS = ("space", "resolution", "fixed_params", "fixed_flops", "teacher", "generation")
+OPTIONAL = {c.name: c.arrow_type() for c in OPTIONAL_COSTS}
+META_KEYS = ("space", "resolution", *[c.meta_key for c in REQUIRED], "teacher", "generation")
 
 
+@legacy_fields("fixed_", "fixed")
 @dataclass(frozen=True)
 class ScoresMeta:
+    """The schema metadata. ``fixed``: cost name -> the fixed part's cost (stem, head...); the
+    constructor also takes ``fixed_params=``/``fixed_flops=``/``fixed_latency_ms=`` and
+    ``meta.fixed_<cost>`` reads one (None when absent)."""
+
     space: dict
     resolution: int
-    fixed_params: int
-    fixed_flops: int
     teacher: str
     generation: int = 0
-    fixed_latency_ms: float | None = None
+    fixed: dict = field(default_factory=dict)
 
     def to_metadata(self) -> dict[str, str]:
-        md = {
-            "space": json.dumps(self.space),
-            "resolution": str(self.resolution),
-            "fixed_params": str(self.fixed_params),
-            "fixed_flops": str(self.fixed_flops),
-            "teacher": self.teacher,
-            "generation": str(self.generation),
-        }
-        if self.fixed_latency_ms is not None:
-            md["fixed_latency_ms"] = repr(float(self.fixed_latency_ms))
+        missing = [c.meta_key for c in REQUIRED if self.fixed.get(c.name) is None]
+        if missing:
+            raise DnaError(f"scores metadata lacks {missing}: give the fixed part of every required cost")
+        md = {"space": json.dumps(self.space), "resolution": str(self.resolution)}
+        md.update({c.meta_key: str(int(self.fixed[c.name])) for c in REQUIRED})
+        md.update(teacher=self.teacher, generation=str(self.generation))
+        for c in OPTIONAL_COSTS:
+            if self.fixed.get(c.name) is not None:
+                v = c.value(self.fixed[c.name])
+                md[c.meta_key] = repr(v) if isinstance(v, float) else str(v)
         return md
 
     @classmethod
@@ -67,11 +72,10 @@ class ScoresMeta:
             return cls(
                 space=json.loads(md["space"]),
                 resolution=int(md["resolution"]),
-                fixed_params=int(md["fixed_params"]),
-                fixed_flops=int(md["fixed_flops"]),
                 teacher=md["teacher"],
                 generation=int(md["generation"]),
-                fixed_latency_ms=float(md["fixed_latency_ms"]) if "fixed_latency_ms" in md else None,
+                fixed={c.name: (int(md[c.meta_key]) if c.is_int else float(md[c.meta_key]))
+                       for c in COSTS if c.meta_key in md},
             )
         except ValueError as exc:
             raise DnaError(f"scores table {uri}: malformed schema metadata ({exc})") from exc
@@ -139,15 +143,18 @@ def validate(table: pa.Table, uri: str = "") -> None:
     if pc.any(bad).as_py():
         i = pc.index(bad, True).as_py()
         raise DnaError(f"{where}: loss is {loss[i].as_py()} (not finite) at row {i} {_row(table, i)}")
-    for name in ("params", "flops", "in_channels", "out_channels"):
+    ints = [c.name for c in REQUIRED if c.is_int] + ["in_channels", "out_channels"]
+    ints += [c.name for c in OPTIONAL_COSTS if c.is_int and c.name in table.column_names]
+    for name in ints:
         neg = pc.less(table.column(name), 0)
         if pc.any(neg).as_py():
             i = pc.index(neg, True).as_py()
             raise DnaError(f"{where}: negative {name} at row {i} {_row(table, i)}")
-    if "latency_ms" in table.column_names:
-        lat = table.column("latency_ms")
-        if pc.any(pc.or_(pc.less(lat, 0), pc.is_nan(lat))).as_py():
-            raise DnaError(f"{where}: latency_ms has negative or NaN values")
+    for c in COSTS:
+        if not c.is_int and c.name in table.column_names:
+            col = table.column(c.name)
+            if pc.any(pc.or_(pc.less(col, 0), pc.is_nan(col))).as_py():
+                raise DnaError(f"{where}: {c.name} has negative or NaN values")
     keys = pa.table({k: table.column(k) for k in ("block", "cell", "ops", "in_channels")})
     grouped = keys.group_by(["block", "cell", "ops", "in_channels"]).aggregate([([], "count_all")])
     dup = pc.greater(grouped.column("count_all"), 1)

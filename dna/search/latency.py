@@ -285,6 +285,7 @@ def add_latency(table: pa.Table, meta: ScoresMeta, latency: LatencyTable) -> tup
     lat = [lt.path(b, c, o, w) for b, c, o, w in zip(blocks, cells, ops, ins, strict=True)]
     new_meta = dataclasses.replace(meta, fixed_latency_ms=float(latency.fixed_ms))
     cols = {f.name: table.column(f.name).cast(f.type) for f in SCHEMA}
+    cols.update({name: table.column(name) for name in OPTIONAL if name in table.column_names})
     cols["latency_ms"] = pa.array(lat, OPTIONAL["latency_ms"])
     return make_table(cols, new_meta), new_meta
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from dna.cost_registry import BY_NAME, check_limits, merge_limits
 from dna.errors import DnaError
-from dna.search.traversal import COSTS
 
 _SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9, "b": 1e9, "B": 1e9}
 _NUM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGbB]?)\s*$")
@@ -43,6 +43,15 @@ def parse_lambdas(value) -> list[float] | None:
                        "e.g. 1,1,1,1,1,1") from exc
 
 
+def parse_limits(limits: Mapping | None) -> dict:
+    """Cost name -> limit, each parsed with :func:`parse_count` (``"5.3M"``); unknown names and
+    bad numbers are errors naming them."""
+    limits = dict(limits or {})
+    check_limits({k: None for k in limits})  # unknown names first, with the known ones
+    parsed = {k: parse_count(v, BY_NAME[k].limit_key) for k, v in limits.items()}
+    return {k: v for k, v in parsed.items() if v is not None}
+
+
 def run_search(
     scores_uri: str,
     max_params=None,
@@ -53,36 +62,35 @@ def run_search(
     cost: str = "params",
     lambdas: Sequence[float] | str | None = None,
     out: str | None = None,
+    limits: Mapping | None = None,
 ) -> dict:
     """Search a scores table (URI) and optionally write the best architecture JSON to ``out``.
 
-    Returns ``{"architectures": [{loss, params, flops[, latency_ms], blocks, arch_def}, ...]}``,
+    ``limits``: cost name -> limit (numbers or strings such as ``"5.3M"``); ``max_params=`` etc.
+    are the same limits by their old keywords.
+    Returns ``{"architectures": [{loss, params, flops[, latency_ms...], blocks, arch_def}, ...]}``,
     best first (with ``pareto``: the exact loss-vs-``cost`` front, by cost ascending).
     Totals include the fixed stem/head; ``loss`` is the (lambda-weighted) sum of block losses.
     """
     from dna.rate.scores import read_scores
-    from dna.search.traversal import Problem, pareto_front, search
+    from dna.search.traversal import Problem, check_front_cost, pareto_front, search
 
-    max_params = parse_count(max_params, "max_params")
-    max_flops = parse_count(max_flops, "max_flops")
-    if max_latency_ms is not None:
-        max_latency_ms = parse_count(max_latency_ms, "max_latency_ms")
+    legacy = {"params": max_params, "flops": max_flops, "latency_ms": max_latency_ms}
+    limits = parse_limits(merge_limits(parse_limits(limits), parse_limits(legacy)))
     lambdas = parse_lambdas(lambdas)
     if pareto:
-        if cost not in COSTS:
-            raise DnaError(f"cost {cost!r}: expected one of {list(COSTS)}")
+        check_front_cost(cost)
         if out is not None:
             raise DnaError("--out writes one architecture; with --pareto choose one point by searching "
                            "under a limit (e.g. --max-params) instead")
-        if any(v is not None for v in (max_params, max_flops, max_latency_ms)) or top_k != 1:
+        if limits or top_k != 1:
             raise DnaError("--pareto gives the whole front: it takes no --max-* limits or --top-k")
     table, meta = read_scores(scores_uri)
     problem = Problem(table, meta)
     if pareto:
         results = pareto_front(problem, cost=cost, lambdas=lambdas)
     else:
-        results = search(problem, max_params=max_params, max_flops=max_flops,
-                         max_latency_ms=max_latency_ms, top_k=top_k, lambdas=lambdas)
+        results = search(problem, limits=limits, top_k=top_k, lambdas=lambdas)
     if out is not None:
         write_architecture(problem, results[0], out)
     return {"architectures": [r.to_json() for r in results]}

@@ -2,8 +2,8 @@
 
 The search is a multiple-choice knapsack with a width chain: pick one row per block (block k's
 row must take the width block k-1's row hands over; block 0 takes the fixed first layer's width)
-to minimise ``sum_k lambda_k * loss_k`` subject to totals (fixed stem/head included) of params,
-FLOPs and/or latency under their budgets. The answer is the exact optimum over the whole space
+to minimise ``sum_k lambda_k * loss_k`` subject to totals (fixed stem/head included) of the costs
+of ``dna.cost_registry`` (params, FLOPs, latency...) under their limits. The answer is the exact optimum over the whole space
 (about 2e17 architectures for the 6-op MBConv space), found by dynamic programming over blocks:
 
 * the state after block k is the width it hands over;
@@ -20,47 +20,63 @@ FLOPs and/or latency under their budgets. The answer is the exact optimum over t
   neighbours (top-K);
 * before all this, rows are pruned the same way within each (block, in width, out width) group.
 
+A cost combined by ``max`` (a peak) is not a knapsack dimension: its limit holds exactly when the
+fixed part and every chosen row are under it, so it filters rows before the traversal.
+
 With one constraint the sets are 1-D Pareto fronts (one sort and a cumulative minimum); with no
 constraint they hold the K best. Back-pointers give the choices of the winners.
 
-Order and ties: architectures are ordered by weighted loss, then params, then FLOPs, then
-latency, then their rows in table order (block 0 first; rows sorted by block, cell, ops,
+Order and ties: architectures are ordered by weighted loss, then the summed costs in registry
+order (params, FLOPs, latency), then their rows in table order (block 0 first; rows sorted by block, cell, ops,
 in_channels), so results are deterministic. Losses are summed block by block in float64.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from dna.cost_registry import (
+    BY_NAME,
+    MAX,
+    NAMES,
+    SUM,
+    check_limits,
+    get_cost,
+    legacy_fields,
+    merge_limits,
+)
+from dna.cost_registry import COSTS as REGISTRY
 from dna.errors import DnaError
 from dna.rate.scores import SCHEMA, ScoresMeta, validate
 from dna.space import BlockChoice, get_family, get_space
 
-COSTS = ("params", "flops", "latency_ms")
+COSTS = NAMES                                                  # every cost a search can limit
+FRONT_COSTS = tuple(c.name for c in REGISTRY if c.combine == SUM)  # the axes of a Pareto front
 _INF = math.inf
 _CHUNK = 1 << 20  # candidate prefixes materialised at once
 
 
+@legacy_fields("", "costs")
 @dataclass(frozen=True)
 class SearchResult:
-    """One architecture: objective, totals (fixed parts included) and the per-block choice."""
+    """One architecture: objective, totals (fixed parts included; ``costs``: cost name -> total,
+    read as ``r.params``, ``r.flops``, ``r.latency_ms``... (None when the table has no column))
+    and the per-block choice."""
 
     loss: float
-    params: int
-    flops: int
-    latency_ms: float | None
     choices: list[BlockChoice]
     arch_def: list[list[str]] = field(repr=False)
+    costs: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        d: dict = {"loss": self.loss, "params": self.params, "flops": self.flops}
-        if self.latency_ms is not None:
-            d["latency_ms"] = self.latency_ms
+        d: dict = {"loss": self.loss}
+        d.update({c: self.costs[c] for c in COSTS if c in self.costs})
         d["blocks"] = [c.to_json() for c in self.choices]
         d["arch_def"] = self.arch_def
         return d
@@ -99,17 +115,11 @@ class Problem:
         self.out_ch = _np(table, "out_channels", np.int64)
         self.loss = _np(table, "loss", np.float64)
         self.costs: dict[str, np.ndarray] = {
-            "params": _np(table, "params", np.int64),
-            "flops": _np(table, "flops", np.int64),
+            c.name: _np(table, c.name, np.int64 if c.is_int else np.float64)
+            for c in REGISTRY if c.name in table.column_names
         }
-        self.has_latency = "latency_ms" in table.column_names
-        if self.has_latency:
-            self.costs["latency_ms"] = _np(table, "latency_ms", np.float64)
-        self.fixed: dict[str, float] = {
-            "params": int(meta.fixed_params),
-            "flops": int(meta.fixed_flops),
-            "latency_ms": float(meta.fixed_latency_ms or 0.0),
-        }
+        self.has_latency = "latency_ms" in self.costs
+        self.fixed: dict[str, float] = {c.name: c.value(meta.fixed.get(c.name) or 0) for c in REGISTRY}
         self.first_width = int(self.space.in_widths(0)[0])
         self._check_space()
         # groups: block -> {(in width, out width): row indices in table order}
@@ -148,35 +158,51 @@ class Problem:
         return {k: t.column(k)[int(i)].as_py() for k in ("block", "cell", "ops", "in_channels")}
 
     # ----- per-state cheapest prefix / suffix ----------------------------------------------
-    def min_prefix(self, cost: np.ndarray) -> list[dict[int, float]]:
-        """``out[k][w]``: cheapest cost of blocks 0..k-1 handing width ``w`` to block k."""
+    def min_prefix(self, cost: np.ndarray, combine: str = SUM) -> list[dict[int, float]]:
+        """``out[k][w]``: cheapest cost of blocks 0..k-1 handing width ``w`` to block k (costs
+        of blocks summed, or with ``max`` their largest)."""
+        op = np.maximum if combine == MAX else np.add
         out: list[dict[int, float]] = [{self.first_width: 0}]
         for k in range(self.n_blocks):
             nxt: dict[int, float] = {}
             for (w_in, w_out), rows in self.groups[k].items():
                 if w_in in out[k]:
-                    v = out[k][w_in] + cost[rows].min()
+                    v = op(out[k][w_in], cost[rows].min())
                     nxt[w_out] = min(nxt.get(w_out, _INF), v)
             out.append(nxt)
         return out
 
-    def min_suffix(self, cost: np.ndarray) -> list[dict[int, float]]:
-        """``out[k][w]``: cheapest cost of blocks k..N-1 when block k receives width ``w``."""
+    def min_suffix(self, cost: np.ndarray, combine: str = SUM) -> list[dict[int, float]]:
+        """``out[k][w]``: cheapest cost of blocks k..N-1 when block k receives width ``w`` (summed,
+        or with ``max`` the smallest achievable peak)."""
+        op = np.maximum if combine == MAX else np.add
         out: list[dict[int, float]] = [{} for _ in range(self.n_blocks)] + [None]  # type: ignore[list-item]
         for k in reversed(range(self.n_blocks)):
             cur: dict[int, float] = {}
             for (w_in, w_out), rows in self.groups[k].items():
                 rest = 0 if k == self.n_blocks - 1 else out[k + 1].get(w_out, _INF)
-                cur[w_in] = min(cur.get(w_in, _INF), cost[rows].min() + rest)
+                cur[w_in] = min(cur.get(w_in, _INF), op(cost[rows].min(), rest))
             out[k] = cur
         return out
 
     def smallest(self, name: str) -> float:
         """The smallest total (fixed part included) of one cost over all architectures."""
-        return self.fixed[name] + self.min_suffix(self.costs[name])[0].get(self.first_width, _INF)
+        c = BY_NAME[name]
+        rest = self.min_suffix(self.costs[name], c.combine)[0].get(self.first_width, _INF)
+        return max(self.fixed[name], rest) if c.combine == MAX else self.fixed[name] + rest
+
+    def tie_names(self) -> list[str]:
+        """The summed costs of this table, in registry order: the tie-break after the loss."""
+        return [c.name for c in REGISTRY if c.combine == SUM and c.name in self.costs]
 
     def tie_costs(self) -> list[np.ndarray]:
-        return [self.costs[c] for c in COSTS if c in self.costs]
+        return [self.costs[c] for c in self.tie_names()]
+
+    def where(self, ok: np.ndarray) -> Problem:
+        """This problem with only the rows where ``ok`` holds (row indices unchanged)."""
+        sub = copy.copy(self)
+        sub.groups = [{key: rows[ok[rows]] for key, rows in g.items() if ok[rows].any()} for g in self.groups]
+        return sub
 
 
 def _np(table: pa.Table, name: str, dtype) -> np.ndarray:
@@ -348,7 +374,7 @@ def _traverse(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float]
     (front: by cost ascending).
     """
     ties = P.tie_costs()
-    names = [c for c in COSTS if c in P.costs]
+    names = P.tie_names()
     di = [names.index(d) for d in dims]
     n_rows = len(obj)
     suf = [P.min_suffix(P.costs[d]) for d in dims]
@@ -519,27 +545,17 @@ def _front1(cost: np.ndarray, obj: np.ndarray) -> np.ndarray:
 
 
 def _fmt(name: str, v: float) -> str:
-    if name == "latency_ms":
-        return f"{v:.6g} ms"
-    return f"{int(v):,}"
+    return get_cost(name).show(v)
 
 
-def _limits(P: Problem, max_params, max_flops, max_latency_ms) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, v in (("params", max_params), ("flops", max_flops), ("latency_ms", max_latency_ms)):
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise DnaError(f"max_{name}={v!r}: expected a positive finite number")
-        if not math.isfinite(float(v)) or v <= 0:
-            raise DnaError(f"max_{name}={v!r}: expected a positive finite number")
-        if name == "latency_ms" and not P.has_latency:
-            raise DnaError(
-                f"max_latency_ms={v!r} needs a latency_ms column, and this scores table has none: "
-                "rate with a latency table (`dna rate --latency-table`) or add one with "
-                "dna.search.latency.add_latency"
-            )
-        out[name] = float(v) if name == "latency_ms" else (int(v) if float(v) == int(v) else float(v))
+def _limits(P: Problem, limits: Mapping) -> dict[str, float]:
+    """Checked limits (cost name -> limit) this table can answer: it needs each cost's column."""
+    out = check_limits(limits)
+    for name, v in out.items():
+        if name not in P.costs:
+            c = BY_NAME[name]
+            raise DnaError(f"{c.limit_key}={v!r} needs {c.column}, and this scores table has none: "
+                           f"{c.missing}")
     return out
 
 
@@ -581,15 +597,10 @@ def _result(P: Problem, obj: float, rows: list[int]) -> SearchResult:
     ops = P.table.column("ops")
     choices = [BlockChoice(k, int(P.cell[r]), tuple(ops[r].as_py().split("-"))) for k, r in enumerate(rows)]
     idx = np.asarray(rows)
-    lat = (P.fixed["latency_ms"] + float(P.costs["latency_ms"][idx].sum())) if P.has_latency else None
-    return SearchResult(
-        loss=float(obj),
-        params=int(P.fixed["params"] + P.costs["params"][idx].sum()),
-        flops=int(P.fixed["flops"] + P.costs["flops"][idx].sum()),
-        latency_ms=lat,
-        choices=choices,
-        arch_def=P.space.arch_def(choices),
-    )
+    totals = {c.name: c.total(P.fixed[c.name], [P.costs[c.name][idx].sum() if c.combine == SUM
+                                                 else P.costs[c.name][idx].max()])
+              for c in REGISTRY if c.name in P.costs}
+    return SearchResult(loss=float(obj), choices=choices, arch_def=P.space.arch_def(choices), costs=totals)
 
 
 def _front_upper(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float]) -> float:
@@ -639,26 +650,33 @@ def search(
     max_latency_ms: float | None = None,
     top_k: int = 1,
     lambdas: Sequence[float] | None = None,
+    limits: Mapping[str, float] | None = None,
 ) -> list[SearchResult]:
     """The exact ``top_k`` architectures (best first) of minimal ``sum_k lambda_k * loss_k``
     whose totals (fixed parts included) meet every given limit. No limit: the min-loss ones.
 
     ``table`` is a scores table (with ``meta``; None reads it from the schema metadata), a
-    ``Problem`` built from one (reuse it for many queries), or a scores URI.
+    ``Problem`` built from one (reuse it for many queries), or a scores URI. ``limits``: cost
+    name -> limit, e.g. ``{"params": 5e6, "flops": 4e8}`` (names from ``dna.cost_registry``);
+    ``max_params=`` etc. are the same limits by their old keywords.
 
     Raises DnaError when no architecture meets the limits, naming the smallest achievable cost.
     """
     P = _problem(table, meta)
-    limits = _limits(P, max_params, max_flops, max_latency_ms)
+    legacy = {"params": max_params, "flops": max_flops, "latency_ms": max_latency_ms}
+    limits = _limits(P, merge_limits(limits, legacy))
     top_k = _check_top_k(top_k)
     obj = _objective(P, lambdas)
-    dims = list(limits)
-    budgets = [limits[d] - P.fixed[d] for d in dims]
-    for d in dims:
+    for d in limits:
         smallest = P.smallest(d)
         if smallest > limits[d]:
             raise DnaError(f"no architecture has {d} <= {_fmt(d, limits[d])}: the smallest achievable "
                            f"is {_fmt(d, smallest)}")
+    peaks = [d for d in limits if BY_NAME[d].combine == MAX]
+    if peaks:  # a peak limit is exact as a row filter: every chosen row must be under it
+        P = P.where(np.logical_and.reduce([P.costs[d] <= limits[d] for d in peaks]))
+    dims = [d for d in limits if d not in peaks]
+    budgets = [limits[d] - P.fixed[d] for d in dims]
     upper, bound = _INF, None
     if len(dims) >= 2:
         upper = _front_upper(P, obj, dims, budgets)
@@ -676,16 +694,18 @@ def search(
 
 
 def _joint_infeasible(P: Problem, dims: list[str], limits: dict, budgets: list[float]) -> str:
-    both = " and ".join(f"{d} <= {_fmt(d, limits[d])}" for d in dims)
+    """Why no architecture meets all ``limits`` (``P``: rows already under the peak limits;
+    ``dims``: the summed ones): per summed cost, its smallest total under the other limits."""
+    both = " and ".join(f"{d} <= {_fmt(d, v)}" for d, v in limits.items())
     notes = []
     for d in dims:
         others = [e for e in dims if e != d]
         ob = [budgets[i] for i, e in enumerate(dims) if e != d]
         best = _traverse(P, P.costs[d].astype(np.float64), others, ob, 1)
         if best:
-            cond = " and ".join(f"{e} <= {_fmt(e, limits[e])}" for e in others)
+            cond = " and ".join(f"{e} <= {_fmt(e, v)}" for e, v in limits.items() if e != d)
             notes.append(f"with {cond} the smallest {d} is {_fmt(d, best[0][0] + P.fixed[d])}")
-    return f"no architecture satisfies {both} together: " + "; ".join(notes)
+    return f"no architecture satisfies {both} together" + (": " + "; ".join(notes) if notes else "")
 
 
 def pareto_front(
@@ -697,10 +717,19 @@ def pareto_front(
     """The exact loss-vs-``cost`` Pareto front of the whole space, sorted by cost (ascending):
     every architecture on it has a lower loss than every architecture of smaller or equal cost."""
     P = _problem(table, meta)
-    if cost not in COSTS:
-        raise DnaError(f"cost {cost!r}: expected one of {list(COSTS)}")
+    check_front_cost(cost)
     if cost not in P.costs:
-        raise DnaError("cost 'latency_ms' needs a latency_ms column, and this scores table has none")
+        raise DnaError(f"cost {cost!r} needs {BY_NAME[cost].column}, and this scores table has none: "
+                       f"{BY_NAME[cost].missing}")
     obj = _objective(P, lambdas)
     found = _traverse(P, obj, [cost], [_INF], 1, front=True)
     return [_result(P, v, rows) for v, rows in found]
+
+
+def check_front_cost(cost: str) -> str:
+    """A cost a Pareto front can be drawn along: a summed one (a peak is searched under a limit)."""
+    c = get_cost(cost)
+    if c.name not in FRONT_COSTS:
+        raise DnaError(f"cost {cost!r} is a peak (combined by max), not an axis of the exact front: "
+                       f"search under {c.flag} instead; fronts are along {list(FRONT_COSTS)}")
+    return c.name

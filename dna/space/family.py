@@ -5,7 +5,7 @@ depends on the kind, so the rest of the library asks the registry (``dna.space.g
 A family ties together, for its spaces:
 
 - the space as data: ``space_from_json`` (``space.to_json()`` reads back equal), ``describe``;
-- costs and layer identity: ``path_costs(space, resolution)`` gives one object with
+- costs and layer identity: ``costs`` (the cost names its rating writes), ``path_costs(space, resolution)`` gives one object with
   ``path(block, cell, ops, in_chs)``, ``fixed()``, ``layer_key(block, cell, index, op, in_chs)`` and
   ``layers()`` (what a latency table is keyed by);
 - training and rating: ``make_supernet`` (one block's student supernet), ``rate`` (Algorithm 1 over
@@ -41,6 +41,8 @@ class PathCostsLike(Protocol):
 class Family(Protocol):
     kind: str
     spaces: tuple                  # the built-in spaces, registered by name
+    costs: tuple[str, ...]         # the costs (dna.cost_registry names) its rating counts
+    joint_teacher: bool            # DNA++: the teacher trains with its supernets (one job, dna.ssl)
 
     def space_from_json(self, d: Mapping[str, Any]) -> Any: ...
 

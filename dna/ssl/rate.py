@@ -15,9 +15,10 @@ uses its running statistics (eval mode).
 
 Rows (the scores-table contract of ``dna.rate.scores``): one per (path, in width), ``cell`` 0,
 ``ops`` ``h<heads>-r<ratio>-d<depth>``, ``in_channels`` = the width handed over (block 0: the patch
-embedding width), ``out_channels`` = the path's width, ``params``/``flops`` from the stand-alone
-modules (``dna.model.vit.vit_path_costs``); metadata ``fixed_params``/``fixed_flops`` = patch
-embedding + class token + position embedding (``vit_fixed_costs``).
+embedding width), ``out_channels`` = the path's width, the costs the registry counts for ViT
+(``params``/``flops``) from the stand-alone modules (``dna.model.vit.vit_path_costs``); metadata
+``fixed_params``/``fixed_flops`` = patch embedding + class token + position embedding
+(``vit_fixed_costs``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dna.rate.scores import ScoresMeta, make_table, write_scores
 from dna.space.vit import PathChoice, ViTSpace
 from dna.ssl.model import PPModel
 
-COLUMNS = ("block", "cell", "ops", "in_channels", "out_channels", "loss", "params", "flops")
+COLUMNS = ("block", "cell", "ops", "in_channels", "out_channels", "loss")  # then the costs
 
 
 @dataclass
@@ -62,9 +63,8 @@ class ViTRateConfig:
 def vit_scores_meta(space: ViTSpace, resolution: int, teacher: str, generation: int = 0) -> ScoresMeta:
     from dna.model.vit import vit_fixed_costs
 
-    fixed_params, fixed_flops = vit_fixed_costs(space, resolution)
-    return ScoresMeta(space=space.to_json(), resolution=resolution, fixed_params=fixed_params,
-                      fixed_flops=fixed_flops, teacher=teacher, generation=generation)
+    return ScoresMeta(space=space.to_json(), resolution=resolution, teacher=teacher, generation=generation,
+                      fixed=vit_fixed_costs(space, resolution))
 
 
 def _weighted(values: list[torch.Tensor], sizes: list[int]) -> float:
@@ -140,10 +140,11 @@ def rate_vit_table(model: PPModel, config: dict, blocks: list[int], data: DataCo
         rows: dict[str, list] = {c: [] for c in COLUMNS}
         for path, loss in losses.items():
             for in_w in space.in_widths(k):
-                params, flops = vit_path_costs(space, k, path, in_w, data.resolution)
-                for col, v in zip(COLUMNS, (k, 0, path.ops, in_w, path.heads * space.head_dim, loss,
-                                            params, flops), strict=True):
-                    rows[col].append(v)
+                values = (k, 0, path.ops, in_w, path.heads * space.head_dim, loss)
+                row = {**dict(zip(COLUMNS, values, strict=True)),
+                       **vit_path_costs(space, k, path, in_w, data.resolution)}
+                for col, v in row.items():
+                    rows.setdefault(col, []).append(v)
         tables[k] = make_table(rows, meta)
     return tables
 
