@@ -143,7 +143,7 @@ def test_run_limits_drop_no_cost():
     cfg = RunConfig(root="r", limits={"flops": 4e8, "latency_ms": 12.5})
     assert limits(cfg) == {"params": None, "flops": 4e8, "latency_ms": 12.5}
     html = reports.search_report({"architectures": [{"loss": 1.0, "params": 10, "flops": 20, "latency_ms": 3.0,
-                                                     "blocks": []}]}, {"arch_def": []}, None, limits(cfg))
+                                                     "blocks": []}]}, {"arch_def": [["ds_r1_k3_s1_e1_c8"]]}, None, limits(cfg))
     assert "latency (ms)" in html and "12.5" in html
 
 

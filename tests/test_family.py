@@ -54,11 +54,11 @@ def test_costs_objects_of_both_families():
     from dna.model.vit import predicted_costs
 
     choices = [b["ops"] for b in VIT_ARCH["blocks"]]
-    total, w = list(vit.fixed()), VIT_TINY.embed_dim
+    total, w = dict(vit.fixed()), VIT_TINY.embed_dim
     for k, c in enumerate(choices):
-        p, f = vit.path(k, 0, c.split("-"), w)
-        total, w = [total[0] + p, total[1] + f], VIT_TINY.out_width(k, c)
-    assert tuple(total) == predicted_costs(VIT_TINY, choices)
+        part = vit.path(k, 0, c.split("-"), w)
+        total, w = {n: total[n] + part[n] for n in total}, VIT_TINY.out_width(k, c)
+    assert total == predicted_costs(VIT_TINY, choices)
     mb = get_family(MBCONV_TINY).path_costs(MBCONV_TINY, 32)
     assert isinstance(mb, PathCosts) and len(mb.layers()) == len(space_layers(MBCONV_TINY))
     with pytest.raises(DnaError, match="no latency-table layers"):

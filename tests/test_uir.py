@@ -51,11 +51,11 @@ def test_searched_uir_architecture_is_an_efficientnet_arch_def():
     assert [x["kernels"] for x in layers[1:4]] == [[3, 3], [0, 3], [3, 0]]      # ExtraDW, IB, ConvNext
     fixed, s = get_family(UIR_TINY).path_costs(UIR_TINY).fixed(), summarize(d)
     costs = get_family(UIR_TINY).path_costs(UIR_TINY)
-    total, w = list(fixed), UIR_TINY.first_channels
+    total, w = {k: fixed[k] for k in ("params", "flops")}, UIR_TINY.first_channels
     for ch in choices:
-        p, f = costs.path(ch.block, ch.cell, ch.ops, w)
-        total, w = [total[0] + p, total[1] + f], UIR_TINY.cell(ch.block, ch.cell).channels
-    assert tuple(total) == (s["params"], s["flops"])
+        part = costs.path(ch.block, ch.cell, ch.ops, w)
+        total, w = {k: v + part[k] for k, v in total.items()}, UIR_TINY.cell(ch.block, ch.cell).channels
+    assert total == {"params": s["params"], "flops": s["flops"]}
 
 
 def test_one_generation_end_to_end_on_the_tiny_uir_space(tmp_path):

@@ -14,7 +14,7 @@ from dna.errors import DnaError
 
 
 class ViTPathCosts:
-    """Params and FLOPs of a block's path (projection, layers; the last block also the final norm
+    """The costs (params, FLOPs) of a block's path (projection, layers; the last block also the final norm
     and classifier) and of the fixed patch embedding, as ``dna.model.vit`` counts them."""
 
     def __init__(self, space, resolution: int | None = None):
