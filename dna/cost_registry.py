@@ -30,9 +30,10 @@ class Cost:
 
     ``combine``: how the fixed part and the chosen rows make the total: ``sum`` (params, FLOPs,
     latency) or ``max`` (a peak). ``counter``: the name of a ``dna.costs`` function
-    ``(module, input_shape) -> int`` counting it on a module at batch 1, or None when it is not
-    counted on modules (latency comes from a measured table). ``spaces``: the space kinds whose
-    rating writes it. ``required``: every scores table has the column and the metadata key.
+    ``(module, input_shape) -> int`` counting it on a module at batch 1 (what ``PathCosts`` runs
+    on the MBConv layers; ViT rows come from ``dna.model.vit``, whose FLOPs add the attention
+    matmuls), or None when it is not counted on modules (latency comes from a measured table).
+    ``spaces``: the space kinds whose rating writes it. ``required``: every scores table has the column and the metadata key.
     ``missing``: how a table gets the column (said when a limit needs it and the table has none).
     """
 
