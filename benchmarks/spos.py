@@ -39,10 +39,10 @@ class SPOSCell(nn.Module):
         c = space.cell(block, cell)
         stride = space.blocks[block].stride
         self.first = nn.ModuleDict({
-            str(w): ChoiceLayer(space.ops, w, c.channels, stride, space.se_ratio) for w in space.in_widths(block)
+            str(w): ChoiceLayer(space, w, c.channels, stride) for w in space.in_widths(block)
         })
         self.rest = nn.ModuleList(
-            ChoiceLayer(space.ops, c.channels, c.channels, 1, space.se_ratio) for _ in range(c.layers - 1)
+            ChoiceLayer(space, c.channels, c.channels, 1) for _ in range(c.layers - 1)
         )
 
     def forward(self, x: torch.Tensor, in_width: int, ops: Sequence[str]) -> torch.Tensor:

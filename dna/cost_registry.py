@@ -30,9 +30,11 @@ class Cost:
 
     ``combine``: how the fixed part and the chosen rows make the total: ``sum`` (params, FLOPs,
     latency) or ``max`` (a peak). ``counter``: the name of a ``dna.costs`` function
-    ``(module, input_shape) -> int`` counting it on a module at batch 1, or None when it is not
-    counted on modules (latency comes from a measured table); which costs a space's rating writes
-    is its family's ``costs`` (``dna.space.family``). ``required``: every scores table has the column and the metadata key.
+    ``(module, input_shape) -> int`` counting it on a module at batch 1 (what ``PathCosts`` runs
+    on the layers of timm-layer families; ViT rows come from ``dna.model.vit``, whose FLOPs add
+    the attention matmuls), or None when it is not counted on modules (latency comes from a
+    measured table). Which costs a space's rating writes is its family's ``costs``
+    (``dna.space.family``). ``required``: every scores table has the column and the metadata key.
     ``missing``: how a table gets the column (said when a limit needs it and the table has none).
     """
 

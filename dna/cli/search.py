@@ -8,7 +8,8 @@ from dna.cost_registry import COSTS
 from dna.search.run import run_search
 from dna.search.traversal import FRONT_COSTS
 
-HELP = "exact search of a scores table: best architecture(s) under params/FLOPs/latency limits, or the Pareto front"
+HELP = (f"exact search of a scores table: best architecture(s) under limits on {', '.join(c.name for c in COSTS)}, "
+        "or the Pareto front")
 
 
 def add_arguments(p) -> None:

@@ -3,8 +3,9 @@
 The search is a multiple-choice knapsack with a width chain: pick one row per block (block k's
 row must take the width block k-1's row hands over; block 0 takes the fixed first layer's width)
 to minimise ``sum_k lambda_k * loss_k`` subject to totals (fixed stem/head included) of the costs
-of ``dna.cost_registry`` (params, FLOPs, latency...) under their limits. The answer is the exact optimum over the whole space
-(about 2e17 architectures for the 6-op MBConv space), found by dynamic programming over blocks:
+of ``dna.cost_registry`` (params, FLOPs, latency...) under their limits. The answer is the exact
+optimum over the whole space (about 2e17 architectures for the 6-op MBConv space), found by
+dynamic programming over blocks:
 
 * the state after block k is the width it hands over;
 * per state, a set of partial architectures (prefixes) is kept, pruned by *dominance*: a prefix
@@ -27,8 +28,8 @@ With one constraint the sets are 1-D Pareto fronts (one sort and a cumulative mi
 constraint they hold the K best. Back-pointers give the choices of the winners.
 
 Order and ties: architectures are ordered by weighted loss, then the summed costs in registry
-order (params, FLOPs, latency), then their rows in table order (block 0 first; rows sorted by block, cell, ops,
-in_channels), so results are deterministic. Losses are summed block by block in float64.
+order (params, FLOPs, latency), then their rows in table order (block 0 first; rows sorted by
+block, cell, ops, in_channels), so results are deterministic. Losses are summed block by block in float64.
 """
 
 from __future__ import annotations
@@ -597,6 +598,7 @@ def _result(P: Problem, obj: float, rows: list[int]) -> SearchResult:
     ops = P.table.column("ops")
     choices = [BlockChoice(k, int(P.cell[r]), tuple(ops[r].as_py().split("-"))) for k, r in enumerate(rows)]
     idx = np.asarray(rows)
+    # numpy's sum (pairwise for floats) of the chosen rows, then the fixed part by the cost's rule
     totals = {c.name: c.total(P.fixed[c.name], [P.costs[c.name][idx].sum() if c.combine == SUM
                                                  else P.costs[c.name][idx].max()])
               for c in REGISTRY if c.name in P.costs}
