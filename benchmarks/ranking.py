@@ -76,11 +76,15 @@ GT_COLUMNS = ("index", "arch", "top1", "top5", "params", "flops", "seconds")
 
 
 def load_space(spec: str) -> MBConvSpace:
+    """A space of cells (mbconv, uir) by name, JSON text or .json URI."""
+    from dna.space import get_family
+
     if spec == RANK_BENCH.name:
         return RANK_BENCH
-    if spec.lstrip().startswith("{"):
-        return space_from_json(json.loads(spec))
-    return get_space(spec)
+    space = space_from_json(json.loads(spec)) if spec.lstrip().startswith("{") else get_space(spec)
+    if get_family(space).joint_teacher:
+        raise SystemExit(f"space {space.name!r}: DNA++ (ViT) spaces are not supported, only spaces of cells")
+    return space
 
 
 def sample_archs(space: MBConvSpace, n: int, seed: int = 0) -> list[list[BlockChoice]]:
@@ -341,12 +345,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> dict:
-    args = build_parser().parse_args(argv)
-    t_start = time.time()
-    space = load_space(args.space)
-    if getattr(space, "kind", "mbconv") != "mbconv":
-        raise SystemExit(f"space {space.name!r}: only MBConv spaces are supported")
+def correlation_table(preds: dict[str, dict[int, list[float]]], top1: list[float], seeds) -> dict[str, dict]:
+    """Per method: mean/std of tau, rho and R over seeds against ``top1``, per seed, and how well
+    the seeds' predictions agree with each other; adds the ``random`` baseline to ``preds``."""
+    preds["random"] = {}
+    for s in seeds:
+        rng = random.Random(1000 + s)
+        preds["random"][s] = [rng.random() for _ in top1]
+    table: dict[str, dict] = {}
+    for method, by_seed in preds.items():
+        per = {s: correlations(by_seed[s], top1) for s in seeds}
+        table[method] = {k: mean_std([per[s][k] for s in seeds]) for k in ("tau", "rho", "R")}
+        table[method]["per_seed"] = per
+        pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+        table[method]["seed_agreement"] = (
+            mean_std([correlations([-x for x in by_seed[a]], by_seed[b])["tau"] for a, b in pairs])[0]
+            if pairs else None)
+    return table
+
+
+def noise_ceiling(gt: dict, gt2: dict, n_repeat: int) -> dict | None:
+    """Agreement of the ground truth with itself under another training seed (3+ repeats)."""
+    if n_repeat < 3:
+        return None
+    a, b = [gt[i]["top1"] for i in range(n_repeat)], [gt2[i]["top1"] for i in range(n_repeat)]
+    ceiling = {**correlations([-x for x in a], b), "n": n_repeat,
+               "mean_abs_diff": sum(abs(x - y) for x, y in zip(a, b, strict=True)) / n_repeat}
+    print(f"ground-truth noise (training seed 0 vs 1 on {n_repeat} archs): tau {ceiling['tau']:.3f}, "
+          f"rho {ceiling['rho']:.3f}, R {ceiling['R']:.3f}, mean |diff| {ceiling['mean_abs_diff']:.1f} points")
+    return ceiling
+
+
+def print_table(top1: list[float], table: dict[str, dict]) -> None:
+    import statistics
+
+    print(f"\ntop-1 over {len(top1)} archs: {min(top1):.1f} - {max(top1):.1f} % (mean {statistics.fmean(top1):.1f},"
+          f" std {statistics.pstdev(top1):.1f})")
+    print(f"{'method':8s} {'Kendall tau':>16s} {'Spearman rho':>16s} {'Pearson R':>16s}")
+    for method, m in table.items():
+        print(f"{method:8s} " + " ".join(f"{m[k][0]:>+9.3f} ± {m[k][1]:.3f}" for k in ("tau", "rho", "R")))
+
+
+def _settings(args, space):
+    """The data, recipes and cache locations of a run (each cache file named by what it holds)."""
     from dna.data import DataConfig
 
     data = DataConfig(uri=args.data, resolution=args.resolution or space.resolution, batch_size=args.batch_size,
@@ -374,6 +415,43 @@ def main(argv=None) -> dict:
     Path(space_uri).write_text(json.dumps(space.to_json()))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dna-ranking-"))
     out.mkdir(parents=True, exist_ok=True)
+
+    return (data, data_d, sn_epochs, gt_recipe, gt2_recipe, t_recipe, gt_meta, gt2_meta, t_meta, gt_path,
+            gt2_path, teacher_dir, space_uri, out)
+
+
+def _collect(futs: dict, args, archs, gt_store: tuple, gt2_store: tuple, preds: dict, info: dict, pred_file) -> None:
+    """Store every finished job as it ends: ground truth per architecture (so a run cut short
+    resumes it), predictions per (method, seed)."""
+    gt, gt_path, gt_meta = gt_store
+    gt2, gt2_path, gt2_meta, n_repeat = gt2_store
+    for f in cf.as_completed(futs):
+        kind, key = futs[f]
+        r = f.result()
+        if kind == "gt":
+            gt[key] = {"index": key, "arch": arch_key(archs[key]), **r}
+            write_gt(gt_path, gt, gt_meta)
+            print(f"ground truth {len(gt)}/{args.archs}: arch {key} top-1 {r['top1']:.1f}% "
+                  f"({r['seconds']:.0f} s)", flush=True)
+        elif kind == "gt2":
+            gt2[key] = {"index": key, "arch": arch_key(archs[key]), **r}
+            write_gt(gt2_path, gt2, gt2_meta)
+            print(f"ground truth (training seed 1) {len(gt2)}/{n_repeat}: arch {key} top-1 {r['top1']:.1f}%",
+                  flush=True)
+        else:
+            preds[kind][key] = r["scores"]
+            info[kind][key] = r
+            pred_file(kind, key).write_text(json.dumps(r))
+            print(f"{kind} seed {key}: trained {r['train_seconds']:.0f} s, rated {r['rate_seconds']:.0f} s",
+                  flush=True)
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    t_start = time.time()
+    space = load_space(args.space)
+    (data, data_d, sn_epochs, gt_recipe, gt2_recipe, t_recipe, gt_meta, gt2_meta, t_meta, gt_path, gt2_path,
+     teacher_dir, space_uri, out) = _settings(args, space)
 
     archs = sample_archs(space, args.archs, args.arch_seed)
     archs_j = [[c.to_json() for c in a] for a in archs]
@@ -421,72 +499,25 @@ def main(argv=None) -> dict:
             if not cached("DNA", s):
                 futs[pool.submit(dna_job, space_uri, data_d, teacher, sn_epochs, s, str(out / f"dna-seed{s}"),
                                  archs_j, args.calib_batches, args.max_steps, args.rate_max_batches)] = ("DNA", s)
-        for i in range(len(archs)):
-            if i not in gt:
-                futs[pool.submit(gt_job, space.to_json(), archs_j[i], data_d, gt_recipe,
-                                 str(out / "ground_truth" / f"arch{i:03d}"))] = ("gt", i)
-        for i in range(n_repeat):
-            if i not in gt2:
-                futs[pool.submit(gt_job, space.to_json(), archs_j[i], data_d, gt2_recipe,
-                                 str(out / "ground_truth_seed1" / f"arch{i:03d}"))] = ("gt2", i)
-        for f in cf.as_completed(futs):
-            kind, key = futs[f]
-            r = f.result()
-            if kind == "gt":
-                gt[key] = {"index": key, "arch": arch_key(archs[key]), **r}
-                write_gt(gt_path, gt, gt_meta)
-                print(f"ground truth {len(gt)}/{args.archs}: arch {key} top-1 {r['top1']:.1f}% "
-                      f"({r['seconds']:.0f} s)", flush=True)
-            elif kind == "gt2":
-                gt2[key] = {"index": key, "arch": arch_key(archs[key]), **r}
-                write_gt(gt2_path, gt2, gt2_meta)
-                print(f"ground truth (training seed 1) {len(gt2)}/{n_repeat}: arch {key} top-1 {r['top1']:.1f}%",
-                      flush=True)
-            else:
-                preds[kind][key] = r["scores"]
-                info[kind][key] = r
-                pred_file(kind, key).write_text(json.dumps(r))
-                print(f"{kind} seed {key}: trained {r['train_seconds']:.0f} s, rated {r['rate_seconds']:.0f} s",
-                      flush=True)
+        for kind, done, recipe, n in (("gt", gt, gt_recipe, len(archs)), ("gt2", gt2, gt2_recipe, n_repeat)):
+            for i in (i for i in range(n) if i not in done):
+                folder = out / ("ground_truth" if kind == "gt" else "ground_truth_seed1") / f"arch{i:03d}"
+                futs[pool.submit(gt_job, space.to_json(), archs_j[i], data_d, recipe, str(folder))] = (kind, i)
+        _collect(futs, args, archs, (gt, gt_path, gt_meta), (gt2, gt2_path, gt2_meta, n_repeat), preds, info,
+                 pred_file)
         timings["all jobs"] = time.time() - t0
 
     top1 = [gt[i]["top1"] for i in range(args.archs)]
-    preds["random"] = {}
-    for s in args.seeds:
-        rng = random.Random(1000 + s)
-        preds["random"][s] = [rng.random() for _ in top1]
-    table: dict[str, dict] = {}
-    for method, by_seed in preds.items():
-        per = {s: correlations(by_seed[s], top1) for s in args.seeds}
-        table[method] = {k: mean_std([per[s][k] for s in args.seeds]) for k in ("tau", "rho", "R")}
-        table[method]["per_seed"] = per
-        pairs = [(a, b) for i, a in enumerate(args.seeds) for b in args.seeds[i + 1:]]
-        table[method]["seed_agreement"] = (
-            mean_std([correlations([-x for x in by_seed[a]], by_seed[b])["tau"] for a, b in pairs])[0]
-            if pairs else None)
-    ceiling = None
-    if n_repeat >= 3:
-        a, b = [gt[i]["top1"] for i in range(n_repeat)], [gt2[i]["top1"] for i in range(n_repeat)]
-        ceiling = {**correlations([-x for x in a], b), "n": n_repeat,
-                   "mean_abs_diff": sum(abs(x - y) for x, y in zip(a, b, strict=True)) / n_repeat}
-        print(f"ground-truth noise (training seed 0 vs 1 on {n_repeat} archs): tau {ceiling['tau']:.3f}, "
-              f"rho {ceiling['rho']:.3f}, R {ceiling['R']:.3f}, mean |diff| {ceiling['mean_abs_diff']:.1f} points")
+    table = correlation_table(preds, top1, args.seeds)
+    ceiling = noise_ceiling(gt, gt2, n_repeat)
     wall = time.time() - t_start
-    import statistics
 
     gt_secs = [gt[i]["seconds"] for i in range(args.archs)]
-    summary = {
-        "space": space.name, "archs": args.archs, "seeds": args.seeds, "top1": top1,
-        "correlations": table, "predictions": preds, "teacher_top1": teacher["top1"], "wall_s": wall,
-        "timings": timings, "ground_truth": str(gt_path),
-        "ground_truth_cached": gt_cached, "ground_truth_noise": ceiling,
-    }
+    summary = {"space": space.name, "archs": args.archs, "seeds": args.seeds, "top1": top1, "correlations": table,
+               "predictions": preds, "teacher_top1": teacher["top1"], "wall_s": wall, "timings": timings,
+               "ground_truth": str(gt_path), "ground_truth_cached": gt_cached, "ground_truth_noise": ceiling}
     (out / "ranking.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(f"\ntop-1 over {args.archs} archs: {min(top1):.1f} - {max(top1):.1f} % (mean {statistics.fmean(top1):.1f},"
-          f" std {statistics.pstdev(top1):.1f})")
-    print(f"{'method':8s} {'Kendall tau':>16s} {'Spearman rho':>16s} {'Pearson R':>16s}")
-    for method, m in table.items():
-        print(f"{method:8s} " + " ".join(f"{m[k][0]:>+9.3f} ± {m[k][1]:.3f}" for k in ("tau", "rho", "R")))
+    print_table(top1, table)
     print(f"wall time {wall:.0f} s; outputs in {out}")
     if not args.no_plot:
         plot(Path(args.plot), top1, preds, table)

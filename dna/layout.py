@@ -30,6 +30,7 @@ BLOCK_SUPERNET_FILE = "supernet.pt"
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 SUMMARY_HTML = "summary.html"
+RAY_DIR = "ray"
 
 
 def _file(name: str) -> property:
@@ -156,6 +157,15 @@ class Generation:
         return StageFiles(self.path(name))
 
     @property
+    def ray_storage(self) -> str:
+        """Ray Tune's and Ray Train's run state of the generation's block fan-outs."""
+        return self.path(RAY_DIR)
+
+    def fanout_result(self, task: str) -> str:
+        """The metrics of every block of one fan-out (``train`` or ``rate``)."""
+        return storage.join(self.supernets, f"fanout-{task}.json")
+
+    @property
     def reports(self) -> str:
         return self.path("reports")
 
@@ -174,6 +184,24 @@ def block_dir(supernets: str, block: int) -> str:
 
 def block_supernet(block_out: str) -> str:
     return storage.join(block_out, BLOCK_SUPERNET_FILE)
+
+
+def block_ray_dir(block_out: str) -> str:
+    """A block's Ray bookkeeping: one record per worker attempt, the result rank 0 stores."""
+    return storage.join(block_out, RAY_DIR)
+
+
+def ray_attempt(block_out: str, fanout: str, stamp: int) -> str:
+    return storage.join(block_ray_dir(block_out), f"{fanout}-attempt-{stamp}.json")
+
+
+def ray_result(block_out: str, fanout: str) -> str:
+    return storage.join(block_ray_dir(block_out), f"{fanout}-result.json")
+
+
+def fault_marker(block_out: str, epoch: int) -> str:
+    """Written by an injected fault (``DNA_FAULT_BLOCK``) before its worker dies."""
+    return storage.join(block_out, f"fault-epoch{epoch}.json")
 
 
 def task_dir(transfer: str, task: str) -> str:

@@ -574,6 +574,47 @@ def _load_teacher(cfg: RetrainConfig, num_classes: int, resolution: int, device:
     return teacher.to(device)
 
 
+def _loaders(data, cfg: RetrainConfig):
+    """Train and val loaders and the updates per epoch. Full batches only (a batch of one breaks
+    BatchNorm on 1x1 maps), unless the split is smaller than one batch."""
+    from dna.data import make_loader
+
+    train_loader = make_loader(data, "train", drop_last=True)
+    if len(train_loader) == 0:
+        train_loader = make_loader(data, "train", drop_last=False)
+    val_loader = make_loader(data, "val", shuffle=False)
+    updates = len(train_loader) if cfg.steps_per_epoch is None else min(len(train_loader), cfg.steps_per_epoch)
+    if updates == 0:
+        raise DnaError("the train split yields no batch: raise train_size or lower batch_size")
+    return train_loader, val_loader, updates
+
+
+def _optimization(cfg: RetrainConfig, net: nn.Module, lr: float, updates: int):
+    """timm's optimizer and per-update schedule of the recipe, and the EMA copy when asked."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    opt_kw: dict[str, Any] = {}
+    eps = cfg.opt_eps if cfg.opt_eps is not None else (1e-3 if cfg.opt.lower().startswith("rmsprop") else None)
+    if eps is not None:
+        opt_kw["eps"] = eps
+    optimizer = create_optimizer_v2(net, opt=cfg.opt.lower(), lr=lr, weight_decay=cfg.weight_decay,
+                                    momentum=cfg.momentum, **opt_kw)
+    scheduler = None
+    if cfg.sched != "none":
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_epochs=cfg.decay_epochs,
+            decay_rate=cfg.decay_rate, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
+            min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=updates,
+        )
+    ema = None
+    if cfg.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(net, decay=cfg.ema_decay, use_warmup=True)
+    return optimizer, scheduler, ema
+
+
 def retrain(cfg: RetrainConfig, model: Any = None, on_epoch_end: OnEpochEnd | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` (or ``model``: an ``Architecture`` or an ``nn.Module``) from scratch and
     write checkpoint/model/metrics/curves under ``cfg.out``; returns the metrics.
@@ -582,11 +623,7 @@ def retrain(cfg: RetrainConfig, model: Any = None, on_epoch_end: OnEpochEnd | No
     run of at least ``cfg.epochs`` epochs (``status`` is then ``"cached"``). ``on_epoch_end``:
     see :func:`fit`.
     """
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-
     from dna.costs import count_flops, count_params
-    from dna.data import make_loader
     from dna.data import num_classes as data_num_classes
 
     if not isinstance(cfg, RetrainConfig):
@@ -617,34 +654,9 @@ def retrain(cfg: RetrainConfig, model: Any = None, on_epoch_end: OnEpochEnd | No
         if cfg.channels_last:
             net.to(memory_format=torch.channels_last)
 
-    # Full batches only (a batch of one breaks BatchNorm on 1x1 maps), unless the split is smaller.
-    train_loader = make_loader(data, "train", drop_last=True)
-    if len(train_loader) == 0:
-        train_loader = make_loader(data, "train", drop_last=False)
-    val_loader = make_loader(data, "val", shuffle=False)
-    updates = len(train_loader) if cfg.steps_per_epoch is None else min(len(train_loader), cfg.steps_per_epoch)
-    if updates == 0:
-        raise DnaError("the train split yields no batch: raise train_size or lower batch_size")
-
+    train_loader, val_loader, updates = _loaders(data, cfg)
     lr = cfg.effective_lr()
-    opt_kw: dict[str, Any] = {}
-    eps = cfg.opt_eps if cfg.opt_eps is not None else (1e-3 if cfg.opt.lower().startswith("rmsprop") else None)
-    if eps is not None:
-        opt_kw["eps"] = eps
-    optimizer = create_optimizer_v2(net, opt=cfg.opt.lower(), lr=lr, weight_decay=cfg.weight_decay,
-                                    momentum=cfg.momentum, **opt_kw)
-    scheduler = None
-    if cfg.sched != "none":
-        scheduler, _ = create_scheduler_v2(
-            optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_epochs=cfg.decay_epochs,
-            decay_rate=cfg.decay_rate, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
-            min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=updates,
-        )
-    ema = None
-    if cfg.ema:
-        from timm.utils import ModelEmaV3
-
-        ema = ModelEmaV3(net, decay=cfg.ema_decay, use_warmup=True)
+    optimizer, scheduler, ema = _optimization(cfg, net, lr, updates)
 
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 

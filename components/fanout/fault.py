@@ -16,6 +16,7 @@ import time
 
 from dna import storage
 from dna.errors import DnaError
+from dna.layout import fault_marker
 
 FAULT_ENV = "DNA_FAULT_BLOCK"
 
@@ -31,10 +32,6 @@ def parse_fault(spec: str | None) -> tuple[int, int] | None:
     if k < 0 or e < 1:
         raise DnaError(f"{FAULT_ENV}={spec!r}: expected block >= 0 and epoch >= 1")
     return k, e
-
-
-def fault_marker(block_out: str, epoch: int) -> str:
-    return storage.join(block_out, f"fault-epoch{epoch}.json")
 
 
 def inject_fault(fault: tuple[int, int] | None, name: str, block_out: str, epoch_metrics: dict,

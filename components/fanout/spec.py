@@ -46,12 +46,11 @@ class FanOut:
 
     @property
     def ray_storage(self) -> str:
-        return storage.join(self.gen_dir, "ray")
+        return generation_layout(self.run.root, self.generation).ray_storage
 
     @property
     def result_uri(self) -> str:
-        return storage.join(generation_layout(self.run.root, self.generation).supernets,
-                            f"fanout-{self.task}.json")
+        return generation_layout(self.run.root, self.generation).fanout_result(self.task)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -132,6 +131,6 @@ def train_run_name(spec: FanOut, k: int) -> str:
 def result_uri(spec: FanOut, k: int) -> str:
     """Where rank 0 of block ``k``'s workers stores the block's metrics for the trial to read."""
     from dna.generation import block_config
+    from dna.layout import ray_result
 
-    out = block_config(spec.run, spec.generation, k, spec.teacher).out
-    return storage.join(out, "ray", f"{spec.name}-result.json")
+    return ray_result(block_config(spec.run, spec.generation, k, spec.teacher).out, spec.name)

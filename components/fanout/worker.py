@@ -12,6 +12,7 @@ from components.fanout.fault import inject_fault, parse_fault
 from components.fanout.spec import FanOut, result_uri, train_run_name
 from dna import storage
 from dna.errors import DnaError
+from dna.layout import block_ray_dir, ray_attempt
 
 POINTER_FILE = "dna_checkpoint.json"   # in a reported Ray checkpoint: where the block's checkpoint is
 
@@ -40,11 +41,11 @@ def train_worker(config: dict) -> None:
     cfg = block_config(spec.run, spec.generation, k, spec.teacher)
     fault = parse_fault(spec.fault)
     started = time.time()
-    attempts_dir = storage.join(cfg.out, "ray")
+    attempts_dir = block_ray_dir(cfg.out)
     if rank == 0:
         storage.write_json({"fanout": spec.name, "started_at": started, "host": socket.gethostname(),
                             "pid": os.getpid()},
-                           storage.join(attempts_dir, f"{spec.name}-attempt-{time.time_ns()}.json"))
+                           ray_attempt(cfg.out, spec.name, time.time_ns()))
     trained: list[int] = []
 
     def on_epoch_end(m: dict) -> None:
