@@ -64,7 +64,12 @@ def load_config(run_config: str):
         raise DnaError(f"run_config is not valid JSON: {exc}") from None
     if not isinstance(d, dict):
         raise DnaError("run_config must be a JSON object (dna.generation.RunConfig)")
-    return RunConfig.from_dict(d)
+    cfg = RunConfig.from_dict(d)
+    if cfg.root:  # every stage starts here: clear what writers killed in earlier stages left
+        from dna import storage
+
+        storage.sweep_stale(cfg.root)
+    return cfg
 
 
 def resolve_root(root: str, run_id: str) -> str:

@@ -402,6 +402,7 @@ def run(cfg: RunConfig, log: Callable[[str], Any] = print) -> dict:
 
     cfg.validate()
     t0 = time.time()
+    storage.sweep_stale(cfg.root)  # temp files and uploads that killed writers left
     storage.write_json(cfg.to_dict(), run_files(cfg.root).config)
     for g in range(cfg.generations):
         log(f"[gen {g}] teacher")

@@ -13,10 +13,14 @@ the process. Settings are re-read on every call, filesystems are cached per sett
 
 Writers take the object first and the URI second (``write_json(obj, uri)``), like ``json.dump``,
 ``torch.save`` and ``pyarrow.parquet.write_table``. All writes are atomic: a half-written file is
-never visible under its final name (see ``_atomic_output``).
+never visible under its final name (see ``_atomic_output``). Every read returns exactly one
+version of a file, also while a writer replaces it: locally by atomic rename, on S3 by whole-object
+GETs checked against the length and SHA-256 written with the object (:mod:`dna.storage_s3`).
+``sweep_stale`` removes what killed writers left (temp files, incomplete multipart uploads).
 
 Bad input (missing/unreadable URI, unsupported scheme, malformed S3 URI, missing bucket) raises
-``DnaError`` naming the URI and what went wrong.
+``DnaError`` naming the URI and what went wrong; credentials inside URLs never appear in it
+(:func:`redact`).
 """
 
 from __future__ import annotations
@@ -25,20 +29,22 @@ import io
 import json
 import os
 import re
+import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from dna import storage_local, storage_s3
 from dna.errors import DnaError
+from dna.redact import redact
 
 URI = str | os.PathLike
 
@@ -62,8 +68,20 @@ class S3Settings:
     endpoint: str | None = None
     region: str = "us-east-1"
     access_key: str | None = None
-    secret_key: str | None = None
-    session_token: str | None = None
+    secret_key: str | None = field(default=None, repr=False)  # never in a repr or a message
+    session_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # ``http://user:password@host`` works with neither pyarrow nor boto3, and pyarrow echoes
+        # the pieces in its errors: the endpoint keeps the host, the pair becomes the credentials
+        # (unless given separately), and neither appears in a repr.
+        endpoint, user, password = _split_userinfo(self.endpoint)
+        if endpoint == self.endpoint:
+            return
+        object.__setattr__(self, "endpoint", endpoint)
+        if user and password and not (self.access_key or self.secret_key):
+            object.__setattr__(self, "access_key", user)
+            object.__setattr__(self, "secret_key", password)
 
     @classmethod
     def from_env(cls) -> S3Settings:
@@ -91,8 +109,9 @@ class S3Settings:
         if m:
             scheme = m.group(1).lower()
             if scheme not in ("http", "https"):
-                raise DnaError(
-                    f"S3 endpoint {self.endpoint!r} has scheme {scheme!r}: expected http or https"
+                raise _err(
+                    redact(f"S3 endpoint {self.endpoint!r} has scheme {scheme!r}: "
+                           "expected http or https")
                 )
             return scheme, self.endpoint[m.end() :].rstrip("/")
         return "https", self.endpoint.rstrip("/")
@@ -103,8 +122,24 @@ class S3Settings:
         return f"{scheme}://{host}" if host else None
 
     def describe(self) -> str:
-        """The endpoint for error messages."""
-        return self.endpoint_url() or f"AWS S3 ({self.region})"
+        """The endpoint for error messages, credentials masked."""
+        return redact(self.endpoint_url() or f"AWS S3 ({self.region})", self.secrets())
+
+    def secrets(self) -> tuple[str | None, ...]:
+        """The values :func:`redact` must mask besides URL credentials."""
+        return (self.secret_key, self.session_token)
+
+
+def _split_userinfo(endpoint: str | None) -> tuple[str | None, str | None, str | None]:
+    """``(endpoint without user:password@, user, password)``, percent-decoded."""
+    if not endpoint:
+        return endpoint, None, None
+    m = re.match(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)?(?P<info>[^/@]*)@(?P<rest>.*)$",
+                 endpoint)
+    if not m:
+        return endpoint, None, None
+    user, _, password = m["info"].partition(":")
+    return (m["scheme"] or "") + m["rest"], unquote(user) or None, unquote(password) or None
 
 
 _lock = threading.Lock()
@@ -179,7 +214,7 @@ def _parse(uri: URI) -> tuple[str, str]:
         raise TypeError(f"expected a URI (str or path), got {type(uri).__name__}: {uri!r}")
     s = os.fspath(uri)
     if not s:
-        raise DnaError("empty URI: expected a local path or s3://bucket/key")
+        raise _err("empty URI: expected a local path or s3://bucket/key")
     m = _SCHEME_RE.match(s)
     if not m:
         return "local", os.path.abspath(s)
@@ -188,15 +223,15 @@ def _parse(uri: URI) -> tuple[str, str]:
         if rest.startswith("localhost/"):
             rest = rest[len("localhost") :]
         if not rest:
-            raise DnaError(f"malformed file URI {s!r}: expected file:///path")
+            raise _err(f"malformed file URI {s!r}: expected file:///path")
         return "local", os.path.abspath(rest)
     if scheme == "s3":
         bucket, _, key = rest.partition("/")
         if not bucket:
-            raise DnaError(f"malformed S3 URI {s!r}: expected s3://bucket/key (no bucket given)")
+            raise _err(f"malformed S3 URI {s!r}: expected s3://bucket/key (no bucket given)")
         key = "/".join(p for p in key.split("/") if p)  # pyarrow rejects empty path segments
         return "s3", f"{bucket}/{key}" if key else bucket
-    raise DnaError(
+    raise _err(
         f"unsupported URI scheme {scheme!r} in {s!r}: expected a local path, file://... "
         "or s3://bucket/key"
     )
@@ -239,6 +274,18 @@ def join(uri: URI, *parts: str) -> str:
     return head + tail + "/" + "/".join(segs)
 
 
+def _err(message: str) -> DnaError:
+    """The storage layer's error: ``message`` with URL credentials and the S3 secret masked.
+
+    Raise it ``from None``: a chained pyarrow/botocore exception would print them unmasked.
+    """
+    return DnaError(redact(message, _current_secrets()))
+
+
+def _current_secrets() -> tuple[str | None, ...]:
+    return s3_settings().secrets()
+
+
 def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "no such file or directory"
@@ -261,7 +308,7 @@ def _info(uri: URI) -> pafs.FileInfo:
     try:
         return fs.get_file_info(path)
     except (OSError, pa.ArrowException) as e:
-        raise DnaError(f"cannot access {_where(uri)}: {_describe_error(e)}") from e
+        raise _err(f"cannot access {_where(uri)}: {_describe_error(e)}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,7 +328,7 @@ def is_dir(uri: URI) -> bool:
 def check_readable(uri: URI) -> None:
     """Raise DnaError now if the URI is missing or unreachable, so a stage fails before any work."""
     if _info(uri).type == pafs.FileType.NotFound:
-        raise DnaError(f"cannot read {_where(uri)}: no such file or directory")
+        raise _err(f"cannot read {_where(uri)}: no such file or directory")
 
 
 def listdir(uri: URI) -> list[str]:
@@ -290,7 +337,7 @@ def listdir(uri: URI) -> list[str]:
     try:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
     except (OSError, pa.ArrowException) as e:
-        raise DnaError(f"cannot list {_where(uri)}: {_describe_error(e)}") from e
+        raise _err(f"cannot list {_where(uri)}: {_describe_error(e)}") from None
     names = {info.base_name for info in infos if info.base_name}
     return [join(uri, name) for name in sorted(names)]
 
@@ -301,7 +348,7 @@ def makedirs(uri: URI) -> None:
     try:
         fs.create_dir(path, recursive=True)
     except (OSError, pa.ArrowException) as e:
-        raise DnaError(f"cannot create directory {_where(uri)}: {_describe_error(e)}") from e
+        raise _err(f"cannot create directory {_where(uri)}: {_describe_error(e)}") from None
 
 
 def delete(uri: URI) -> None:
@@ -311,7 +358,7 @@ def delete(uri: URI) -> None:
     """
     kind, path = _parse(uri)
     if kind == "s3" and "/" not in path:
-        raise DnaError(f"refusing to delete the whole bucket {os.fspath(uri)!r}")
+        raise _err(f"refusing to delete the whole bucket {os.fspath(uri)!r}")
     fs, path = filesystem(uri)
     info = _info(uri)
     try:
@@ -322,7 +369,7 @@ def delete(uri: URI) -> None:
     except FileNotFoundError:
         pass
     except (OSError, pa.ArrowException) as e:
-        raise DnaError(f"cannot delete {_where(uri)}: {_describe_error(e)}") from e
+        raise _err(f"cannot delete {_where(uri)}: {_describe_error(e)}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,38 +380,28 @@ def delete(uri: URI) -> None:
 def _atomic_output(uri: URI) -> Iterator[IO[bytes]]:
     """A binary file to write; it appears under its final name only if the block succeeds.
 
-    Local: a hidden temp file in the same directory (same filesystem), fsynced, then
-    ``os.replace`` — atomic on POSIX; the old content stays until then. The dot prefix keeps
-    in-flight files out of pyarrow dataset discovery.
-    S3: an object becomes visible only when its PUT (or multipart upload) completes, so writing
-    directly is atomic. But a pyarrow output stream closed during an exception would still
-    complete the upload with partial data, so we buffer in memory and upload only on success.
+    Local: a locked hidden temp file beside the target, fsynced, then renamed over it
+    (:func:`dna.storage_local.atomic_file`); the old content stays until then.
+    S3: buffered in memory and stored only on success, with its length and SHA-256, as one PUT
+    (or, when large, a multipart upload aborted on failure: :func:`dna.storage_s3.put_bytes`).
     """
     kind, path = _parse(uri)
     if kind == "local":
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        in_body = False  # the caller's own errors pass through unchanged
         try:
-            with os.fdopen(fd, "wb") as f:
+            with storage_local.atomic_file(path) as f:
+                in_body = True
                 yield f
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+                in_body = False
+        except OSError as e:
+            if in_body:
+                raise
+            raise _err(f"cannot write {_where(uri)}: {_describe_error(e)}") from None
         return
     buf = io.BytesIO()
     yield buf
-    fs, path = filesystem(uri)
-    try:
-        with fs.open_output_stream(path) as out:
-            out.write(buf.getbuffer())
-    except (OSError, pa.ArrowException) as e:
-        raise DnaError(f"cannot write {_where(uri)}: {_describe_error(e)}") from e
+    bucket, key = _bucket_key(uri)
+    storage_s3.put_bytes(_s3_client(s3_settings()), bucket, key, buf.getbuffer(), _where(uri))
 
 
 def write_bytes(data: bytes, uri: URI) -> None:
@@ -375,13 +412,16 @@ def write_bytes(data: bytes, uri: URI) -> None:
 
 
 def read_bytes(uri: URI) -> bytes:
-    """The whole content of a file (DnaError naming the URI if missing or unreadable)."""
-    fs, path = filesystem(uri)
+    """The whole content of a file, exactly one version of it, also while a writer replaces it
+    (DnaError naming the URI if missing, unreadable, or not matching its written checksum)."""
+    kind, path = _parse(uri)
+    if kind == "s3":
+        bucket, key = _bucket_key(uri)
+        return storage_s3.get_bytes(_s3_client(s3_settings()), bucket, key, _where(uri))
     try:
-        with fs.open_input_stream(path) as f:
-            return f.read()
-    except (OSError, pa.ArrowException) as e:
-        raise DnaError(f"cannot read {_where(uri)}: {_describe_error(e)}") from e
+        return storage_local.read_file(path)
+    except OSError as e:
+        raise _err(f"cannot read {_where(uri)}: {_describe_error(e)}") from None
 
 
 def write_text(text: str, uri: URI) -> None:
@@ -395,7 +435,7 @@ def read_text(uri: URI) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DnaError(f"cannot read {os.fspath(uri)} as UTF-8 text: {e}") from e
+        raise _err(f"cannot read {os.fspath(uri)} as UTF-8 text: {e}") from None
 
 
 def write_json(obj: Any, uri: URI) -> None:
@@ -409,7 +449,7 @@ def read_json(uri: URI) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise DnaError(f"cannot read {os.fspath(uri)}: not valid JSON ({e})") from e
+        raise _err(f"cannot read {os.fspath(uri)}: not valid JSON ({e})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,7 +461,7 @@ def _with_metadata(table: pa.Table, metadata: dict[str, str] | None) -> pa.Table
         return table
     for k, v in metadata.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise DnaError(
+            raise _err(
                 f"table metadata must map str to str, got {k!r}: {v!r} "
                 "(serialise values, e.g. with json.dumps)"
             )
@@ -446,15 +486,19 @@ def read_table(uri: URI) -> pa.Table:
     fs, path = filesystem(uri)
     info = _info(uri)
     if info.type == pafs.FileType.NotFound:
-        raise DnaError(f"cannot read table {_where(uri)}: no such file or directory")
+        raise _err(f"cannot read table {_where(uri)}: no such file or directory")
+    if is_s3(uri):  # pyarrow's ranged S3 reads are not pinned to one version: read files whole
+        fs = storage_s3.whole_object_filesystem(fs, lambda p: read_bytes(f"s3://{p}"))
     try:
         if info.type == pafs.FileType.Directory:
             dataset = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
             return dataset.to_table()
         with fs.open_input_file(path) as f:
             return pq.read_table(f)
+    except DnaError:
+        raise
     except (OSError, pa.ArrowException) as e:
-        raise DnaError(f"cannot read table {_where(uri)}: {_describe_error(e)}") from e
+        raise _err(f"cannot read table {_where(uri)}: {_describe_error(e)}") from None
 
 
 def _partition_segment(column: str, value: Any) -> str:
@@ -477,7 +521,7 @@ def write_dataset(
     """
     missing = [c for c in partition_cols if c not in table.column_names]
     if missing:
-        raise DnaError(
+        raise _err(
             f"partition columns {missing} not in the table (columns: {table.column_names})"
         )
     table = _with_metadata(table, metadata)
@@ -529,7 +573,7 @@ def load_torch(uri: URI, map_location: Any = "cpu", *, weights_only: bool = True
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=weights_only)
     except Exception as e:
-        raise DnaError(f"cannot load torch checkpoint {os.fspath(uri)}: {e}") from e
+        raise _err(f"cannot load torch checkpoint {os.fspath(uri)}: {e}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,11 +605,11 @@ def ensure_bucket(uri: URI, create: bool = False) -> None:
     except ClientError as e:
         code = str(e.response.get("Error", {}).get("Code", ""))
         if code not in ("404", "NoSuchBucket", "NotFound"):
-            raise DnaError(f"cannot access S3 bucket {bucket!r} at {where}: {e}") from e
+            raise _err(f"cannot access S3 bucket {bucket!r} at {where}: {e}") from None
     except BotoCoreError as e:
-        raise DnaError(f"cannot reach S3 bucket {bucket!r} at {where}: {e}") from e
+        raise _err(f"cannot reach S3 bucket {bucket!r} at {where}: {e}") from None
     if not create:
-        raise DnaError(
+        raise _err(
             f"S3 bucket {bucket!r} does not exist at {where}: create it first (or pass create=True)"
         )
     kwargs: dict[str, Any] = {"Bucket": bucket}
@@ -576,45 +620,68 @@ def ensure_bucket(uri: URI, create: bool = False) -> None:
     except ClientError as e:
         code = str(e.response.get("Error", {}).get("Code", ""))
         if code != "BucketAlreadyOwnedByYou":
-            raise DnaError(f"cannot create S3 bucket {bucket!r} at {where}: {e}") from e
+            raise _err(f"cannot create S3 bucket {bucket!r} at {where}: {e}") from None
     except BotoCoreError as e:
-        raise DnaError(f"cannot create S3 bucket {bucket!r} at {where}: {e}") from e
+        raise _err(f"cannot create S3 bucket {bucket!r} at {where}: {e}") from None
 
 
 def put_metadata(uri: URI, metadata: dict[str, str]) -> None:
     """Replace the user metadata of an S3 object (e.g. provenance tags for object browsers).
 
-    Local files have no such metadata, and a sidecar file is deliberately not written: this is
-    a no-op for local URIs, and ``get_metadata`` returns {} for them.
+    The length and checksum written with the object are kept (reads verify them). Local files
+    have no such metadata, and a sidecar file is deliberately not written: this is a no-op for
+    local URIs, and ``get_metadata`` returns {} for them.
     """
     if _parse(uri)[0] != "s3":
         return
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, key = _bucket_key(uri)
-    try:
-        _s3_client(s3_settings()).copy_object(
-            Bucket=bucket,
-            Key=key,
-            CopySource={"Bucket": bucket, "Key": key},
-            Metadata={str(k): str(v) for k, v in metadata.items()},
-            MetadataDirective="REPLACE",
-        )
-    except (ClientError, BotoCoreError) as e:
-        raise DnaError(f"cannot set metadata of {_where(uri)}: {e}") from e
+    client = _s3_client(s3_settings())
+    storage_s3.replace_user_metadata(client, bucket, key, metadata, _where(uri))
 
 
 def get_metadata(uri: URI) -> dict[str, str]:
-    """The user metadata of an S3 object; {} for local URIs (see ``put_metadata``)."""
+    """The user metadata of an S3 object, without dna's own integrity keys; {} for local URIs."""
     if _parse(uri)[0] != "s3":
         return {}
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, key = _bucket_key(uri)
+    meta = storage_s3.head(_s3_client(s3_settings()), bucket, key, _where(uri)).get("Metadata")
+    return {k: v for k, v in (meta or {}).items() if k not in storage_s3.INTEGRITY_KEYS}
+
+
+# --------------------------------------------------------------------------------------------
+# Leftovers of killed writers
+
+STALE_UPLOAD_S = 3600.0  # a live writer's multipart upload of a big checkpoint ends well before
+
+
+def sweep_stale(root_uri: URI, older_than_s: float | None = None) -> list[str]:
+    """Remove what writers killed mid-write left under ``root_uri``; returns what was removed.
+
+    Local: hidden temp files (``.<name>.<hex>.tmp``) that no live process holds (each writer
+    locks its own until it is renamed into place; where the filesystem has no locks, those not
+    modified for ``older_than_s``). S3: incomplete multipart uploads under the prefix initiated
+    over ``older_than_s`` (default :data:`STALE_UPLOAD_S`) ago. Neither was ever visible as a file; both cost space (S3 bills the
+    parts forever). Call it at a stage's start. A failure to sweep is a warning, not an error:
+    the stage's own reads and writes do not depend on it.
+    """
+    if older_than_s is None:
+        older_than_s = STALE_UPLOAD_S
+    if not isinstance(older_than_s, (int, float)) or not older_than_s >= 0:
+        raise _err(f"sweep_stale: older_than_s={older_than_s!r}: expected seconds >= 0")
+    kind, path = _parse(root_uri)
     try:
-        return dict(_s3_client(s3_settings()).head_object(Bucket=bucket, Key=key)["Metadata"])
-    except (ClientError, BotoCoreError) as e:
-        raise DnaError(f"cannot read metadata of {_where(uri)}: {e}") from e
+        if kind == "local":
+            return storage_local.sweep_temp_files(path, float(older_than_s))
+        bucket, key = _bucket_key(root_uri)
+        prefix = f"{key}/" if key else ""
+        client = _s3_client(s3_settings())
+        keys = storage_s3.abort_stale_uploads(
+            client, bucket, prefix, float(older_than_s), _where(root_uri)
+        )
+        return [f"s3://{bucket}/{k} (incomplete upload)" for k in keys]
+    except DnaError as e:
+        print(f"warning: {e}", file=sys.stderr)
+        return []
 
 
 __all__ = [
@@ -639,8 +706,10 @@ __all__ = [
     "read_json",
     "read_table",
     "read_text",
+    "redact",
     "s3_settings",
     "save_torch",
+    "sweep_stale",
     "write_bytes",
     "write_dataset",
     "write_json",
