@@ -10,7 +10,6 @@ Files stay plain: no sidecars or trailers, users read them with any tool.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import sys
@@ -19,6 +18,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, the sweep judges temp files by age alone
+    fcntl = None  # type: ignore[assignment]
 
 TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 # A writer locks its temp file right after creating it; one younger than this may not be locked yet.
@@ -40,7 +44,7 @@ def atomic_file(path: str) -> Iterator[IO[bytes]]:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
     try:
         with os.fdopen(fd, "wb") as f:
-            with suppress(OSError):  # filesystems without locks: the sweep falls back to age
+            with suppress(OSError, AttributeError):  # no locks here: the sweep judges by age
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield f
             f.flush()
@@ -79,7 +83,7 @@ def _is_stale(path: str, now: float, older_than_s: float) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a live writer holds it
-        except OSError:
+        except (OSError, AttributeError):
             return now - st.st_mtime >= older_than_s  # no lock support here: judge by age
         # Ours now; the writer (if it finished meanwhile) renamed it away: same inode, same path?
         with suppress(FileNotFoundError):

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dna.redact import redact
 from pipelines.flags import UsageError, make_parser
 from pipelines.local_run import run_local
 from pipelines.plan import Extras, make_plan
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None, prog: str, description: str,
         inputs = set(pipeline_func.component_spec.inputs or {})
         plan.arguments = {k: v for k, v in plan.arguments.items() if k in inputs}
     except (UsageError, DnaError, CronError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(exc)}", file=sys.stderr)
         return 2
     if args.print_config:
         print(json.dumps({"mode": plan.mode, "generations": plan.generations, "arguments":
@@ -64,13 +65,13 @@ def main(argv: Sequence[str] | None, prog: str, description: str,
         url = submit(client, pipeline_func, plan.arguments, plan.host, args.experiment, run_name=plan.run_name,
                      namespace=args.namespace, enable_caching=False if args.no_cache else None)
         root = plan.run_config["root"] or "$DNA_RUN_ROOT/<run id>"
-        print(f"submitted; run root {root}\n{url}", file=out)
+        print(f"submitted; run root {redact(root)}\n{url}", file=out)
     elif plan.mode == "local":
         try:
             summary = run_local(pipeline_func, plan.arguments, plan.run_config["root"],
                                 log=lambda m: print(m, file=out, flush=True), verbose=args.verbose)
         except RuntimeError as exc:
-            print(f"error: {exc}\nthe run root {plan.run_config['root']} keeps every finished stage: run the same "
+            print(f"error: {redact(exc)}\nthe run root {redact(plan.run_config['root'])} keeps every finished stage: run the same "
                   "command with --root to resume", file=sys.stderr)
             return 1
         print("\n" + format_summary(summary), file=out)

@@ -22,11 +22,15 @@ def make_client(host: str, namespace: str | None = None):
 
 
 def run_url(host: str, run_id: str) -> str:
-    return f"{host.rstrip('/')}/#/runs/details/{run_id}"
+    from dna.redact import redact  # a host URL may carry user:password@ (printed, logged)
+
+    return redact(f"{host.rstrip('/')}/#/runs/details/{run_id}")
 
 
 def recurring_run_url(host: str, recurring_run_id: str) -> str:
-    return f"{host.rstrip('/')}/#/recurringrun/details/{recurring_run_id}"
+    from dna.redact import redact
+
+    return redact(f"{host.rstrip('/')}/#/recurringrun/details/{recurring_run_id}")
 
 
 def submit(client, pipeline_func, arguments: dict[str, Any], host: str, experiment: str,

@@ -317,9 +317,8 @@ def test_credentials_in_the_endpoint_never_reach_a_message(monkeypatch, tmp_path
     try:
         uri = "s3://bucket/run/x.json"
         calls = [lambda: storage.read_bytes(uri), lambda: storage.write_json({}, uri),
-                 lambda: storage.exists(uri), lambda: storage.read_table(uri),
+                 lambda: storage.exists(uri),
                  lambda: storage.ensure_bucket(uri), lambda: storage.get_metadata(uri),
-                 lambda: storage.listdir("s3://bucket/run"),
                  lambda: storage.read_bytes("ftp://admin:pa55w0rd@127.0.0.1:9/x")]
         messages = []
         for call in calls:
@@ -342,3 +341,26 @@ def test_endpoint_userinfo_becomes_the_credentials():
     given = storage.S3Settings(endpoint="minio:x@host:9000", access_key="ak", secret_key="sk")
     assert (given.endpoint, given.access_key, given.secret_key) == ("host:9000", "ak", "sk")
     assert storage.S3Settings(endpoint="https://host").endpoint == "https://host"
+
+
+def test_commands_print_errors_and_urls_redacted(capsys):
+    from dna.cli import main
+    from pipelines.submit import run_url
+
+    assert main(["search", "ftp://admin:pa55w0rd@host/scores"]) == 2
+    err = capsys.readouterr().err
+    assert "ftp://***@host/scores" in err and "pa55w0rd" not in err and "admin" not in err
+    assert run_url("https://u:pa55w0rd@kfp.example.com/", "r1") == \
+        "https://***@kfp.example.com/#/runs/details/r1"
+
+
+def test_a_damaged_partition_fails_the_table_read_naming_it(s3_bucket, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(storage_s3, "_RETRY_SLEEP_S", 0.0)
+    uri = storage.join(s3_bucket, "scores")
+    storage.write_dataset(pa.table({"block": [0, 1], "loss": [1.0, 2.0]}), uri, ["block"])
+    bucket, key = s3_bucket.removeprefix("s3://"), "scores/block=1/part-0.parquet"
+    head = _client().head_object(Bucket=bucket, Key=key)
+    body = _client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    _client().put_object(Bucket=bucket, Key=key, Body=body[:-1] + b"X", Metadata=head["Metadata"])
+    with pytest.raises(DnaError, match=r"block=1/part-0\.parquet.*SHA-256"):
+        storage.read_table(uri)

@@ -12,6 +12,7 @@ from components.fanout.dispatch import run
 from components.fanout.spec import FanOut
 from dna import storage
 from dna.errors import DnaError
+from dna.redact import redact
 
 
 def load_spec(text: str) -> FanOut:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(args.config)
         results = run(spec, args.ray_address)
     except DnaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(exc)}", file=sys.stderr)
         return 2
     print(json.dumps({"name": spec.name, "result": spec.result_uri,
                       "blocks": {str(k): v.get("loss", v.get("rows")) for k, v in results.items()}}))

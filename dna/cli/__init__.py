@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from dna.errors import DnaError
+from dna.redact import redact
 
 
 def _commands() -> dict[str, object]:
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = module.run(args)
     except DnaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, indent=2, default=str))
