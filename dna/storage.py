@@ -1,9 +1,10 @@
 """One URI-based storage layer: every stage reads and writes through here.
 
 A URI is a local path (absolute, relative, or ``file://...``) or ``s3://bucket/prefix/key``, so a
-stage runs unchanged on a laptop and in a Kubernetes pipeline. Everything sits on pyarrow
-filesystems (``LocalFileSystem``, ``S3FileSystem``); boto3 is used only for bucket checks and
-object user metadata, which pyarrow does not expose.
+stage runs unchanged on a laptop and in a Kubernetes pipeline. Listing, directories and table
+discovery sit on pyarrow filesystems (``LocalFileSystem``, ``S3FileSystem``); S3 object contents
+go through boto3 (:mod:`dna.storage_s3`): pyarrow neither pins a version across its ranged reads
+nor exposes object metadata. An endpoint's ``user:password@`` becomes the credentials.
 
 S3 settings come from the standard AWS environment variables (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``) and the
@@ -110,8 +111,7 @@ class S3Settings:
             scheme = m.group(1).lower()
             if scheme not in ("http", "https"):
                 raise _err(
-                    redact(f"S3 endpoint {self.endpoint!r} has scheme {scheme!r}: "
-                           "expected http or https")
+                    f"S3 endpoint {self.endpoint!r} has scheme {scheme!r}: expected http or https"
                 )
             return scheme, self.endpoint[m.end() :].rstrip("/")
         return "https", self.endpoint.rstrip("/")
