@@ -103,10 +103,11 @@ class _Replaced(Exception):
 
 
 def _stream_errors() -> tuple[type[BaseException], ...]:
-    from botocore.exceptions import ReadTimeoutError, ResponseStreamingError
+    from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
     from urllib3.exceptions import ProtocolError
 
-    return (ResponseStreamingError, ReadTimeoutError, ProtocolError, ConnectionError)
+    return (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ProtocolError,
+            ConnectionError)
 
 
 def _mismatch(data: bytes, resp: dict[str, Any]) -> str | None:
@@ -137,13 +138,13 @@ def get_bytes(client: Any, bucket: str, key: str, where: str) -> bytes:
         except _Replaced as e:
             reason = str(e)
             continue
+        except _stream_errors() as e:  # before client errors: some are BotoCoreErrors too
+            reason = f"connection broke ({type(e).__name__}: {e})"
+            continue
         except _client_errors() as e:
             if _code(e) in ("NoSuchKey", "404", "NotFound"):
                 raise error("read", where, "no such file or directory") from None
             raise error("read", where, e) from None
-        except _stream_errors() as e:
-            reason = f"connection broke ({type(e).__name__}: {e})"
-            continue
         reason = _mismatch(data, resp)
         if reason is None:
             return data
@@ -208,7 +209,7 @@ def put_bytes(client: Any, bucket: str, key: str, data: bytes | memoryview, wher
     if len(data) <= SINGLE_PUT_MAX:
         try:
             client.put_object(Bucket=bucket, Key=key, Body=bytes(data), Metadata=meta)
-        except _client_errors() as e:
+        except (*_client_errors(), OSError) as e:
             raise error("write", where, e) from None
         return
     _put_multipart(client, bucket, key, memoryview(data), meta, where)
@@ -222,7 +223,7 @@ def _put_multipart(
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)[
             "UploadId"
         ]
-    except _client_errors() as e:
+    except (*_client_errors(), OSError) as e:
         raise error("write", where, e) from None
     completed = False
     try:
@@ -240,13 +241,13 @@ def _put_multipart(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
         completed = True
-    except _client_errors() as e:
+    except (*_client_errors(), OSError) as e:
         raise error("write", where, e) from None
     finally:
         if not completed:
             try:
                 client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-            except _client_errors():
+            except (*_client_errors(), OSError):
                 pass  # the sweep at the next stage start retries (abort_stale_uploads)
 
 

@@ -193,7 +193,7 @@ def test_failed_multipart_upload_is_aborted(s3_bucket, monkeypatch):  # noqa: F8
 
     monkeypatch.setattr(client, "upload_part", upload_part)
     uri = storage.join(s3_bucket, "big.pt")
-    with pytest.raises(ConnectionError):
+    with pytest.raises(DnaError, match=r"cannot write s3://.*/big\.pt.*network gone"):
         storage.write_bytes(os.urandom(11 * MB), uri)
     assert not storage.exists(uri) and _uploads(s3_bucket) == []
 
