@@ -200,3 +200,84 @@ def test_retrain_refuses_checkpoint_of_other_settings(tmp_path):
         retrain(retrain_cfg(out, epochs=2, ema=False, steps_per_epoch=1, lr=0.01, seed=1), arch)
     # a longer run of the same settings continues
     assert retrain(retrain_cfg(out, epochs=2, ema=False, steps_per_epoch=1), arch)["resumed_from"] == 1
+
+
+# ----- ViT retraining and DNA++ supernets --------------------------------------------------------
+
+
+def vit_cfg(out, **kw):
+    """DeiT's recipe in seconds: Mixup/CutMix (numpy's RNG), random erasing and RandAugment
+    (python's), drop-path (torch's)."""
+    from dna.model.vit import vit_arch_json
+    from dna.retrain_vit import RetrainViTConfig
+    from dna.space.vit import VIT_TINY
+
+    arch = vit_arch_json(VIT_TINY, ["h2-r2-d1", "h3-r2-d1", "h2-r2-d1", "h2-r2-d1"])
+    data = DataConfig(train_size=32, val_size=16, rating_size=8, batch_size=16)
+    base = dict(epochs=3, warmup_epochs=0, steps_per_epoch=1, auto_augment="rand-m9-mstd0.5")
+    base.update(kw)
+    return RetrainViTConfig(arch=arch, out=str(out), data=data, **base)
+
+
+def test_retrain_vit_resumed_equals_uninterrupted(tmp_path):
+    from dna.retrain_vit import retrain_vit
+
+    straight = retrain_vit(vit_cfg(tmp_path / "straight"))
+    with pytest.raises(Killed):
+        retrain_vit(vit_cfg(tmp_path / "resumed"), on_epoch_end=kill_after(2))
+    resumed = retrain_vit(vit_cfg(tmp_path / "resumed"))
+    assert resumed["resumed_from"] == 2
+    assert losses(resumed["history"], "train_loss") == losses(straight["history"], "train_loss")
+    a = storage.load_torch(str(tmp_path / "straight" / "checkpoint.pt"))
+    b = storage.load_torch(str(tmp_path / "resumed" / "checkpoint.pt"))
+    for part in ("model", "optimizer", "scheduler", "rng", "step", "history"):
+        assert_same(a[part], b[part], part)
+    with pytest.raises(DnaError, match=r"other training settings: mixup \(stored 0\.8, now 0\.5\)"):
+        retrain_vit(vit_cfg(tmp_path / "resumed", epochs=4, mixup=0.5))
+
+
+def pp_cfg(out, **kw):
+    from dna.ssl.train import PPTrainConfig
+
+    # flip augmentation draws from torch's global RNG, which train_pp does not re-seed per epoch
+    data = DataConfig(train_size=48, val_size=16, rating_size=16, batch_size=16, augment=True)
+    base = dict(epochs=3, lr=0.2, proj_dim=16, proj_hidden=16, max_steps_per_epoch=2)
+    base.update(kw)
+    return PPTrainConfig(out=str(out), data=data, **base)
+
+
+def test_train_pp_resumed_equals_uninterrupted(tmp_path):
+    from dna.ssl.train import train_pp
+
+    straight = train_pp(pp_cfg(tmp_path / "straight"))
+    with pytest.raises(Killed):
+        train_pp(pp_cfg(tmp_path / "resumed"), on_epoch_end=kill_after(1))
+    resumed = train_pp(pp_cfg(tmp_path / "resumed"))
+    assert losses(resumed["history"], "loss") == losses(straight["history"], "loss")
+    a = storage.load_torch(str(tmp_path / "straight" / "checkpoint.pt"))
+    b = storage.load_torch(str(tmp_path / "resumed" / "checkpoint.pt"))
+    for part in ("model", "optimizer", "scheduler", "generators", "rng", "history"):
+        assert_same(a[part], b[part], part)
+    with pytest.raises(DnaError, match=r"other training settings: lr \(stored 0\.2, now 0\.1\)"):
+        train_pp(pp_cfg(tmp_path / "resumed", epochs=4, lr=0.1))
+
+
+@pytest.mark.parametrize("value", [0, -5, True])
+def test_train_pp_rejects_non_positive_steps(tmp_path, value):
+    from dna.ssl.train import train_pp
+
+    with pytest.raises(DnaError, match=f"max_steps_per_epoch={value!r}"):
+        train_pp(pp_cfg(tmp_path / "p", max_steps_per_epoch=value))
+    assert not (tmp_path / "p").exists()
+
+
+def test_fan_out_counts_only_blocks_of_the_same_settings_finished(tmp_path, teacher):
+    from components.fanout.spec import FanOut, finished_blocks
+    from dna.generation import RunConfig, block_config
+
+    run = RunConfig(root=str(tmp_path), data=tiny_data(train_size=64), block_epochs=1, block_max_steps=1)
+    train_block(block_config(run, 0, 1, teacher))
+    assert list(finished_blocks(FanOut(task="train", run=run, generation=0, teacher=teacher, blocks=[1]))) == [1]
+    other = RunConfig(root=str(tmp_path), data=tiny_data(train_size=64), block_epochs=1, block_max_steps=1, seed=3)
+    with pytest.raises(DnaError, match=r"seed \(stored 0, now 3\)"):
+        finished_blocks(FanOut(task="train", run=other, generation=0, teacher=teacher, blocks=[1]))

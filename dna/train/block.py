@@ -112,6 +112,17 @@ def checkpoint_uri(out: str) -> str:
     return block_supernet(out)
 
 
+def stored_checkpoint(cfg: BlockTrainConfig) -> dict | None:
+    """The block's stored checkpoint (None without one), refused when written with other
+    settings: what a rerun resumes from, or returns as finished."""
+    uri = checkpoint_uri(cfg.out)
+    if not storage.exists(uri):
+        return None
+    state = storage.load_torch(uri)
+    check_resume_config(state.get("config"), cfg.training_settings(), uri, RESUME_MAY_CHANGE)
+    return state
+
+
 def build_block_teacher(space, teacher_cfg: TeacherConfig, model=None) -> BlockTeacher:
     if model is None:
         model = load_teacher_model(teacher_cfg)
@@ -147,11 +158,9 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None,
     space = get_space(cfg.space)
     device = resolve_device(cfg.device)
     ckpt_uri = checkpoint_uri(cfg.out)
-    state = storage.load_torch(ckpt_uri) if storage.exists(ckpt_uri) else None
-    if state is not None:
-        check_resume_config(state.get("config"), cfg.training_settings(), ckpt_uri, RESUME_MAY_CHANGE)
-        if state["epoch"] >= cfg.epochs:
-            return state["metrics"]
+    state = stored_checkpoint(cfg)
+    if state is not None and state["epoch"] >= cfg.epochs:
+        return state["metrics"]
 
     teacher = teacher or build_block_teacher(space, cfg.teacher)
     check_strides(space, teacher, cfg.data.resolution)
