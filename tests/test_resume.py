@@ -281,3 +281,11 @@ def test_fan_out_counts_only_blocks_of_the_same_settings_finished(tmp_path, teac
     other = RunConfig(root=str(tmp_path), data=tiny_data(train_size=64), block_epochs=1, block_max_steps=1, seed=3)
     with pytest.raises(DnaError, match=r"seed \(stored 0, now 3\)"):
         finished_blocks(FanOut(task="train", run=other, generation=0, teacher=teacher, blocks=[1]))
+
+
+@pytest.mark.parametrize("value", [-5, 0])
+def test_run_config_rejects_non_positive_block_steps(tmp_path, value):
+    from dna.generation import RunConfig
+
+    with pytest.raises(DnaError, match=f"block_max_steps={value}"):
+        RunConfig(root=str(tmp_path), data=tiny_data(), block_max_steps=value).validate()
