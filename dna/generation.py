@@ -99,6 +99,9 @@ class RunConfig:
         _check_teacher(self, remote)
         if self.block_epochs < 1:
             raise DnaError(f"block_epochs={self.block_epochs}: expected >= 1")
+        from dna.train.state import check_count
+
+        check_count("block_max_steps", self.block_max_steps)     # a step-less block is never "finished"
         self.limits = check_limits(self.limits, "run config limits")       # the one check of a limit
         check_answerable(self.limits, get_family(space), ["latency_ms"] if self.latency_table else [])
         unknown = sorted(set(self.transfer) - {"seg", "det", "cls"})

@@ -10,8 +10,9 @@ batches and long schedules; for a few epochs on the small built-in data use e.g.
 
 Everything goes under ``out`` (a local or ``s3://`` folder):
 
-- ``checkpoint.pt`` after every epoch (model, optimizer, scheduler, EMA, epoch, history): rerunning
-  with the same ``out`` continues after the last finished epoch, also with a larger ``epochs``;
+- ``checkpoint.pt`` after every epoch (model, optimizer, scheduler, EMA, epoch, history, config,
+  random states): rerunning with the same ``out`` and settings continues exactly after the last
+  finished epoch, also with a larger ``epochs``;
 - ``model.pt``: ``{"model": state_dict, "arch": architecture JSON | {"timm": name}, "num_classes"}``
   (the EMA weights when ``ema``), loadable by :func:`dna.teacher.load_state` so the retrained net
   can be the next DNA+ generation's teacher;
@@ -41,6 +42,7 @@ from dna.errors import DnaError, check_keys, field_names
 from dna.layout import stage_files
 from dna.progress import OnEpochEnd, epoch_end
 from dna.teacher import TeacherConfig
+from dna.train.state import capture_rng_state, check_resume_config, restore_rng_state, seed_all
 
 PAPER_LR = 0.256
 PAPER_BATCH = 4096
@@ -374,6 +376,15 @@ class Fit:
     config: dict                # canonical config, stored in every checkpoint
     ema: Any | None = None      # timm ModelEmaV3
 
+    def generators(self) -> dict[str, torch.Generator | None]:
+        """The loop's own random generators, stored with the global ones in every checkpoint."""
+        return {"loader": getattr(self.train_loader, "generator", None)}
+
+
+# Config keys a resumed run may change: a longer run continues a shorter one; where it runs and
+# how the loader is fed do not change the numbers on CPU.
+RESUME_MAY_CHANGE = ("out", "epochs", "device", "amp", "channels_last", "data.num_workers")
+
 
 def cached_metrics(out: str, arch: dict, num_classes: int, epochs: int) -> dict | None:
     """The stored metrics when ``out`` holds a finished run of at least ``epochs`` epochs (refusing
@@ -399,6 +410,7 @@ def _resume(run: Fit, ckpt_uri: str) -> tuple[int, list[dict], int]:
     ck = storage.load_torch(ckpt_uri, map_location=run.device)
     if ck.get("arch") != run.arch or ck.get("num_classes") != run.num_classes:
         raise DnaError(f"{ckpt_uri} is a run of another model or data set; use a fresh out folder")
+    check_resume_config(ck.get("config"), run.config, ckpt_uri, RESUME_MAY_CHANGE)
     try:
         run.net.load_state_dict(ck["model"])
         run.optimizer.load_state_dict(ck["optimizer"])
@@ -408,6 +420,8 @@ def _resume(run: Fit, ckpt_uri: str) -> tuple[int, list[dict], int]:
             run.ema.module.load_state_dict(ck["ema"])
     except (RuntimeError, KeyError, ValueError) as exc:
         raise DnaError(f"cannot resume from {ckpt_uri}: {exc}; use a fresh out folder") from exc
+    if ck.get("rng") is not None:
+        restore_rng_state(ck["rng"], run.generators(), ckpt_uri)
     return int(ck["epoch"]), list(ck["history"]), int(ck.get("step", 0))
 
 
@@ -470,6 +484,7 @@ def _end_epoch(run: Fit, epoch: int, step: int, train_loss: float, t0: float, hi
         "arch": run.arch,
         "num_classes": run.num_classes,
         "config": run.config,
+        "rng": capture_rng_state(run.generators()),
     }, ckpt_uri)
     write_curves(history, run.out)
     return row
@@ -481,11 +496,14 @@ def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch
     ``metrics.json`` and the curves; returns the metrics (``describe`` adds the run's own fields).
 
     ``batch_loss(x, y)`` (both on the device) returns the training loss of one batch and the
-    number of samples it covers. Per-epoch seeds make an epoch's shuffle and augmentation the same
-    whether or not the run was resumed; the schedule steps per update; every epoch ends with an
-    evaluation, a checkpoint and the curves, then ``on_epoch_end`` (:mod:`dna.progress`) gets the
-    epoch's history row, ``loss`` (the training loss), ``seconds``, ``images_per_s`` and
-    ``checkpoint``.
+    number of samples it covers. Per-epoch seeds of the global torch, numpy and python RNGs (the
+    latter two drive RandAugment, Mixup, random erasing) and of the loader, and every random
+    stream stored in the checkpoint and restored on resume, make a resumed run equal an
+    uninterrupted one, and a run equal another of the same seed; a checkpoint written with
+    other settings (:data:`RESUME_MAY_CHANGE` aside) is refused. The schedule steps per update;
+    every epoch ends with an evaluation, a checkpoint and the curves, then ``on_epoch_end``
+    (:mod:`dna.progress`) gets the epoch's history row, ``loss`` (the training loss), ``seconds``,
+    ``images_per_s`` and ``checkpoint``.
     """
     from dna import storage
 
@@ -497,7 +515,7 @@ def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch
     t_start = time.time()
     for epoch in range(start, run.epochs):
         t0 = time.time()
-        torch.manual_seed(run.seed * 1_000_003 + epoch)
+        seed_all(run.seed * 1_000_003 + epoch)
         if run.train_loader.generator is not None:
             run.train_loader.generator.manual_seed(run.seed * 1_000_003 + epoch)
         loss_sum, seen, step = _train_epoch(run, batch_loss, epoch, step)

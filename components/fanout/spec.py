@@ -107,15 +107,14 @@ def data_parallel_supported() -> bool:
 def finished_blocks(spec: FanOut) -> dict[int, dict]:
     """Blocks whose work is already stored: complete checkpoints / written score partitions."""
     from dna.generation import block_config
-    from dna.train.block import checkpoint_uri
+    from dna.train.block import stored_checkpoint
 
     gen = generation_layout(spec.run.root, spec.generation)
     done: dict[int, dict] = {}
     for k in spec.blocks:
-        if spec.task == "train":
-            uri = checkpoint_uri(block_config(spec.run, spec.generation, k, spec.teacher).out)
-            if storage.exists(uri):
-                state = storage.load_torch(uri)
+        if spec.task == "train":        # a checkpoint of other settings is refused, not reused
+            state = stored_checkpoint(block_config(spec.run, spec.generation, k, spec.teacher))
+            if state is not None:
                 if state["epoch"] >= spec.run.block_epochs:
                     done[k] = dict(state["metrics"], cached=True)
         else:

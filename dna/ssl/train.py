@@ -15,8 +15,9 @@ path per block (seeded, the same on every rank), the loss of every block summed
   LR 5e-4 per 256 images, x0.9 every 3 epochs.
 
 Everything goes under ``out``: ``checkpoint.pt`` after every epoch (model = teacher + students +
-projectors, optimizer, scheduler, RNG states, history, config); a rerun resumes after the last
-finished epoch and returns the stored metrics when ``epochs`` are done. ``teacher.pt`` holds the
+projectors, optimizer, scheduler, every random stream's state, history, config); a rerun with the
+same settings resumes exactly after the last finished epoch (one with other settings is refused)
+and returns the stored metrics when ``epochs`` are done. ``teacher.pt`` holds the
 teacher's plain timm state dict ``{"model": ...}`` (for DNA++ the jointly trained teacher); for
 the built-in ``efficientnet-tiny`` teacher ``teacher.json`` is its architecture, so
 ``TeacherConfig(model=<out>/teacher.json, checkpoint=<out>/teacher.pt)`` loads it anywhere.
@@ -57,8 +58,11 @@ from dna.ssl.teacher import (
     tiny_teacher_arch,
 )
 from dna.teacher import TeacherConfig
+from dna.train.state import capture_rng_state, check_count, check_resume_config, restore_rng_state
 
 FORMAT = "dna.vit-supernet/v1"
+# Config keys a resumed run may change (a longer run continues a shorter one).
+RESUME_MAY_CHANGE = ("out", "epochs", "device", "data.num_workers")
 PP_LR_PER_256 = 0.0025
 DNA_LR_PER_256 = 5e-4
 
@@ -117,9 +121,7 @@ class PPTrainConfig:
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
                                             or self.batch_size < 1):
             raise DnaError(f"batch_size={self.batch_size!r}: expected an integer >= 1")
-        if self.max_steps_per_epoch is not None and (not isinstance(self.max_steps_per_epoch, int)
-                                                     or self.max_steps_per_epoch < 1):
-            raise DnaError(f"max_steps_per_epoch={self.max_steps_per_epoch!r}: expected an integer >= 1")
+        check_count("max_steps_per_epoch", self.max_steps_per_epoch)
         if self.lr is not None and not self.lr > 0:
             raise DnaError(f"lr={self.lr}: expected a positive learning rate")
         if self.weight_decay is not None and not self.weight_decay >= 0:
@@ -307,7 +309,7 @@ def _views_state(view_gen: torch.Generator, world: int) -> list:
 
 
 def _store(cfg: PPTrainConfig, model: PPModel, opt, sched, path_gen: torch.Generator, views_state: list,
-           history: list[dict], metrics: dict, tcfg: TeacherConfig, ckpt_uri: str) -> None:
+           rng: dict, history: list[dict], metrics: dict, tcfg: TeacherConfig, ckpt_uri: str) -> None:
     """The checkpoint after an epoch, and the teacher's weights (and architecture) next to it."""
     epoch = metrics["epochs"]
     storage.save_torch({
@@ -316,6 +318,7 @@ def _store(cfg: PPTrainConfig, model: PPModel, opt, sched, path_gen: torch.Gener
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "generators": {"paths": path_gen.get_state(), "views": views_state},
+        "rng": rng,
         "epoch": epoch,
         "history": history,
         "metrics": metrics,
@@ -349,6 +352,7 @@ def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | N
         if state.get("format") != FORMAT or state["config"]["space"] != space.to_json() \
                 or state["config"]["mode"] != cfg.mode:
             raise DnaError(f"{ckpt_uri} holds a run of another space or mode; use a fresh out folder")
+        check_resume_config(state["config"], cfg.to_dict(), ckpt_uri, RESUME_MAY_CHANGE)
         if state["epoch"] >= cfg.epochs:
             return state["metrics"]
 
@@ -368,6 +372,9 @@ def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | N
     if state is not None:
         history, start = _restore(state, model, opt, sched, path_gen, view_gen, rank)
     net: torch.nn.Module = _data_parallel(model, device) if world > 1 else model
+    generators = {"paths": path_gen, "loader": getattr(loader, "generator", None)}
+    if state is not None and "rng" in state:    # last: building the model drew random numbers too
+        restore_rng_state(state["rng"], generators, ckpt_uri)
 
     metrics: dict = {}
     started = time.time()
@@ -385,6 +392,8 @@ def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | N
         seconds = time.time() - t0
         if world > 1:  # log the global means
             sums, count = _global_means(sums, count, device)
+        if count == 0:  # never store an epoch without steps as finished
+            raise DnaError(f"epoch {epoch + 1} ran no training step: the train loader yields no batch")
         row = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()},
                "lr": opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
                "images_per_s": images * world / max(seconds, 1e-9)}
@@ -392,8 +401,9 @@ def train_pp(cfg: PPTrainConfig, loader=None, teacher_model: torch.nn.Module | N
         metrics = {"mode": cfg.mode, "space": space.name, "teacher": tcfg.model, "epochs": epoch + 1,
                    "loss": row.get("loss"), "history": history, "out": cfg.out}
         views_state = _views_state(view_gen, world)
+        rng = capture_rng_state(generators)
         if _is_main():
-            _store(cfg, model, opt, sched, path_gen, views_state, history, metrics, tcfg, ckpt_uri)
+            _store(cfg, model, opt, sched, path_gen, views_state, rng, history, metrics, tcfg, ckpt_uri)
         if on_epoch_end is not None:
             if world > 1:
                 dist.barrier()              # the main rank has stored the checkpoint

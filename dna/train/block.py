@@ -3,8 +3,9 @@
 A block needs nothing but the teacher: its input is the teacher's map entering the block, its
 target the teacher's map leaving it, the loss is MSE. In every step every cell sees the same
 batch and every layer samples one op uniformly (seeded). Blocks are independent, so each call
-trains one block and checkpoints it every epoch under its own folder; a rerun resumes from the
-last finished epoch, and nothing assumes blocks share a process.
+trains one block and checkpoints it every epoch under its own folder; a rerun resumes exactly after
+the last finished epoch (weights, optimizer, schedule and every random stream, :mod:`dna.train.state`)
+and refuses a checkpoint written with other settings. Nothing assumes blocks share a process.
 
 Data parallel: called in every process of an initialised ``torch.distributed`` group (e.g. the
 workers of a Ray ``TorchTrainer``), each rank trains on its shard of every global batch
@@ -33,6 +34,7 @@ from dna.progress import OnEpochEnd, epoch_end
 from dna.space import get_family, get_space
 from dna.supernet import BlockSupernet
 from dna.teacher import BlockTeacher, TeacherConfig, load_teacher_model
+from dna.train.state import capture_rng_state, check_count, check_resume_config, restore_rng_state
 
 
 @dataclass
@@ -52,8 +54,8 @@ class BlockTrainConfig:
     def validate(self) -> None:
         space = get_space(self.space)
         space.check_block(self.block)
-        if self.epochs < 1:
-            raise DnaError(f"epochs={self.epochs}: expected at least 1")
+        check_count("epochs", self.epochs, optional=False)
+        check_count("max_steps_per_epoch", self.max_steps_per_epoch)
         if self.lr is not None and not self.lr > 0:
             raise DnaError(f"lr={self.lr}: expected a positive learning rate")
         if not 0 < self.lr_decay <= 1:
@@ -62,6 +64,16 @@ class BlockTrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (0.002 if self.block == 0 else 0.005)
+
+    def training_settings(self) -> dict:
+        """What a checkpoint must match to be resumed (``epochs`` may grow; device and loader
+        workers may change)."""
+        return {"space": self.space, "block": self.block, "teacher": asdict(self.teacher),
+                "data": asdict(self.data), "lr": self.learning_rate, "lr_decay": self.lr_decay,
+                "max_steps_per_epoch": self.max_steps_per_epoch, "seed": self.seed}
+
+
+RESUME_MAY_CHANGE = ("data.num_workers",)
 
 
 DATA_PARALLEL = True    # train_block trains data-parallel inside an initialised torch.distributed group
@@ -100,6 +112,17 @@ def checkpoint_uri(out: str) -> str:
     return block_supernet(out)
 
 
+def stored_checkpoint(cfg: BlockTrainConfig) -> dict | None:
+    """The block's stored checkpoint (None without one), refused when written with other
+    settings: what a rerun resumes from, or returns as finished."""
+    uri = checkpoint_uri(cfg.out)
+    if not storage.exists(uri):
+        return None
+    state = storage.load_torch(uri)
+    check_resume_config(state.get("config"), cfg.training_settings(), uri, RESUME_MAY_CHANGE)
+    return state
+
+
 def build_block_teacher(space, teacher_cfg: TeacherConfig, model=None) -> BlockTeacher:
     if model is None:
         model = load_teacher_model(teacher_cfg)
@@ -135,7 +158,7 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None,
     space = get_space(cfg.space)
     device = resolve_device(cfg.device)
     ckpt_uri = checkpoint_uri(cfg.out)
-    state = storage.load_torch(ckpt_uri) if storage.exists(ckpt_uri) else None
+    state = stored_checkpoint(cfg)
     if state is not None and state["epoch"] >= cfg.epochs:
         return state["metrics"]
 
@@ -160,6 +183,9 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None,
         start = state["epoch"]
 
     loader, sampler = _train_loader(cfg, rank, world)
+    generators = {"ops": gen, "loader": loader.generator}
+    if state is not None and "rng" in state:     # last: setting up above draws random numbers too
+        restore_rng_state(state["rng"], generators, ckpt_uri)
     started = time.time()
     for epoch in range(start, cfg.epochs):
         net.train()
@@ -168,7 +194,7 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None,
         t0 = time.time()
         total, count, images = 0.0, 0, 0
         for step, batch in enumerate(loader):
-            if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
+            if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
                 break
             x = batch[0].to(device, memory_format=mf)
             with autocast(device):
@@ -184,18 +210,21 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None,
             total += loss.item() / len(net.cells)
             count += 1
             images += x.shape[0]
-        sched.step()
         if world > 1:
             _all_reduce_mean([b for b in net.buffers() if b.is_floating_point()], world)
             sums = torch.tensor([total, count, images], dtype=torch.float64, device=device)
             _all_reduce_mean([sums], world)
             total, count, images = sums[0].item(), round(sums[1].item()), round(sums[2].item() * world)
+        if count == 0:                      # never store (nor report finished) an epoch without steps
+            raise DnaError(f"block {cfg.block} epoch {epoch + 1} ran no training step: the train split yields "
+                           f"no batch of {cfg.data.batch_size} (train_size={cfg.data.train_size})")
+        sched.step()
         seconds = time.time() - t0
         history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": seconds,
                         "images_per_s": images / max(seconds, 1e-9)})
         metrics = {"block": cfg.block, "epochs": epoch + 1, "loss": history[-1]["loss"], "history": history}
         if rank == 0:                       # rank 0 writes the checkpoint, the others wait for it
-            _save(cfg, net, opt, sched, gen, teacher, history, metrics, ckpt_uri)
+            _save(cfg, net, opt, sched, generators, teacher, history, metrics, ckpt_uri)
         if world > 1:
             dist.barrier()
         epoch_end(on_epoch_end, epoch + 1, cfg.epochs, started, start, block=cfg.block, loss=metrics["loss"],
@@ -203,19 +232,20 @@ def train_block(cfg: BlockTrainConfig, teacher: BlockTeacher | None = None,
     return metrics
 
 
-def _save(cfg: BlockTrainConfig, net: BlockSupernet, opt, sched, gen: torch.Generator, teacher: BlockTeacher,
+def _save(cfg: BlockTrainConfig, net: BlockSupernet, opt, sched, generators: dict, teacher: BlockTeacher,
           history: list[dict], metrics: dict, ckpt_uri: str) -> None:
-    """The block's checkpoint after an epoch: everything a rerun needs to resume after it."""
+    """The block's checkpoint after an epoch: everything a rerun needs to resume exactly after it
+    (``rng``: every random stream, the loader's shuffle included; ``config``: what it must match)."""
     storage.save_torch({
         "model": net.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
-        "generator": gen.get_state(),
+        "generator": generators["ops"].get_state(),
+        "rng": capture_rng_state(generators),
         "epoch": metrics["epochs"],
         "history": history,
         "metrics": metrics,
-        "config": {"space": cfg.space, "block": cfg.block, "teacher": asdict(cfg.teacher),
-                   "teacher_in": teacher.in_channels(cfg.block),
+        "config": {**cfg.training_settings(), "teacher_in": teacher.in_channels(cfg.block),
                    "teacher_out": teacher.out_channels(cfg.block)},
     }, ckpt_uri)
 
