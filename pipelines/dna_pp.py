@@ -109,9 +109,11 @@ class PPExtras(Extras):
         return {"pp_config": json.dumps(pp, sort_keys=True)}
 
     def validate(self, run_config: dict, arguments: dict, remote: bool) -> None:
+        from dna.config_check import check_pp_types
         from dna.dnapp import validate_pp
         from dna.generation import RunConfig
 
+        check_pp_types(arguments["pp_config"])
         validate_pp(RunConfig.from_dict(run_config), arguments["pp_config"], remote)
 
 

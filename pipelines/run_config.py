@@ -3,6 +3,7 @@
 import argparse
 import copy
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,24 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
     cur[keys[-1]] = value
 
 
+def parse_json_value(raw: str, what: str) -> Any:
+    """A JSON value with finite numbers only (``1e400``, ``NaN``, ``Infinity`` are rejected by
+    name: JSON would turn them into floats no setting means); not JSON: the string itself."""
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise UsageError(f"{what}: {text} is not a finite number")
+        return value
+
+    def constant(text: str) -> float:
+        raise UsageError(f"{what}: {text} is not a finite number")
+
+    try:
+        return json.loads(raw, parse_float=finite, parse_constant=constant)
+    except json.JSONDecodeError:
+        return raw
+
+
 def parse_set(items: Sequence[str]) -> list[tuple[str, Any]]:
     """``KEY=VALUE`` (VALUE as JSON, else a string) -> pairs."""
     out = []
@@ -47,11 +66,7 @@ def parse_set(items: Sequence[str]) -> list[tuple[str, Any]]:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. data.train_size=512")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.append((key.strip(), value))
+        out.append((key.strip(), parse_json_value(raw, f"--set {item}")))
     return out
 
 
@@ -119,6 +134,13 @@ EXTRA_SECTIONS = ("pp",)
 def validate_run_config(d: dict, remote: bool) -> Any:
     """A checked :class:`dna.generation.RunConfig` (:meth:`RunConfig.validate` makes every check;
     ``remote``: the run happens in a cluster, so URIs are not opened from here)."""
+    from dna.config_check import check_types
     from dna.generation import RunConfig
 
-    return RunConfig.from_dict(d).validate(remote=remote)
+    check_types(d, RunConfig, skip=("limits",))     # before from_dict builds the nested configs
+    cfg = RunConfig.from_dict(d)
+    if not remote:
+        from pipelines.store_check import check_buckets
+
+        check_buckets(cfg)
+    return cfg.validate(remote=remote)
