@@ -90,6 +90,10 @@ def make_plan(args: argparse.Namespace, default_generations: int | None, presets
         raise UsageError(f"--generations {generations}: expected an integer in 1..{MAX_GENERATIONS}")
     remote = bool(host or args.compile)
     mode = "schedule" if cron else "submit" if host else "compile" if args.compile else "local"
+    if args.root:
+        from dna.config_check import check_uri
+
+        check_uri("--root", args.root)          # before a local path is made absolute
     if mode == "local":
         root = args.root or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
         from dna import storage
