@@ -122,10 +122,16 @@ def build_run_config(args: argparse.Namespace, root: str, generations: int,
     if args.seed is not None:
         d["seed"] = args.seed
     for key, value in parse_set(args.set):
+        if key in FLAG_KEYS:
+            raise UsageError(f"--set {key}={value!r}: {key} is set with {FLAG_KEYS[key]}")
         if key.split(".", 1)[0] not in EXTRA_SECTIONS:
             _set_path(d, key, value)
     return d
 
+
+# run config values a flag owns: --set would bypass the flag's own use (the DAG is unrolled from
+# --generations; a local --root is made absolute and a scheduled run must not share one)
+FLAG_KEYS = {"generations": "--generations (dna_plus.py; DNA and DNA++ run one)", "root": "--root"}
 
 # --set keys starting with one of these go to a pipeline's extra config (e.g. DNA++'s pp_config).
 EXTRA_SECTIONS = ("pp",)

@@ -56,4 +56,5 @@ def check_buckets(cfg: Any) -> None:
         try:
             storage.ensure_bucket(uri)
         except DnaError as exc:
-            raise UsageError(f"{name} {redact(uri)}: {redact(str(exc))}") from None
+            why = str(exc).replace(" (or pass create=True)", "")      # a pipeline creates no bucket
+            raise UsageError(f"{name} {redact(uri)}: {redact(why)}") from None

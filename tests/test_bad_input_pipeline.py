@@ -75,6 +75,8 @@ PLUS_CASES = [
     (["--set", "retrain.sched=cosinus"], "cosinus"),
     (["--set", "scale_to=b99"], "b99"),
     (["--set", "device=7"], "device=7: expected a string or null"),
+    (["--set", "generations=5"], "--set generations=5: generations is set with --generations"),
+    (["--set", "root=/elsewhere"], "--set root='/elsewhere': root is set with --root"),
     # every stage's settings, at the start
     (["--set", "rate_max_batches=0"], "rate_max_batches=0"),
     (["--set", "calib_batches=-1"], "calib_batches=-1"),
