@@ -165,6 +165,8 @@ def check_run(cfg: Any, remote: bool = False) -> None:
         cls = _transfer_classes().get(task)
         if cls is not None and isinstance(settings, dict):
             check_types(settings, cls, f"transfer_options.{task}")
+    if cfg.latency_table == "":
+        raise DnaError("latency_table='': expected the URI of a `dna latency-table` JSON, or null for none")
     for name, uri in run_uris(cfg).items():
         check_uri(name, uri)
     from dna.data import MAX_RESOLUTION, MAX_SEED, MAX_SIZE, MIN_RESOLUTION

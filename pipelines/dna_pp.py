@@ -111,10 +111,10 @@ class PPExtras(Extras):
     def validate(self, run_config: dict, arguments: dict, remote: bool) -> None:
         from dna.config_check import check_pp_types
         from dna.dnapp import validate_pp
-        from dna.generation import RunConfig
+        from pipelines.run_config import load_run_config
 
         check_pp_types(arguments["pp_config"])
-        validate_pp(RunConfig.from_dict(run_config), arguments["pp_config"], remote)
+        validate_pp(load_run_config(run_config, remote), arguments["pp_config"], remote)
 
 
 def build(generations: int = 1, opts: BuildOptions | None = None):

@@ -21,8 +21,9 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-# run config values that are open maps (their keys are checked by RunConfig.validate)
-OPEN_SECTIONS = ("transfer_options",)
+# run config values that are open maps (their keys are checked by RunConfig.validate; limits'
+# cost names by dna.cost_registry.check_limits)
+OPEN_SECTIONS = ("transfer_options", "limits")
 
 
 def _set_path(d: dict, dotted: str, value: Any) -> None:
@@ -137,16 +138,26 @@ FLAG_KEYS = {"generations": "--generations (dna_plus.py; DNA and DNA++ run one)"
 EXTRA_SECTIONS = ("pp",)
 
 
-def validate_run_config(d: dict, remote: bool) -> Any:
-    """A checked :class:`dna.generation.RunConfig` (:meth:`RunConfig.validate` makes every check;
-    ``remote``: the run happens in a cluster, so URIs are not opened from here)."""
-    from dna.config_check import check_types
+def load_run_config(d: dict, remote: bool) -> Any:
+    """The :class:`dna.generation.RunConfig` of ``d`` once every value has its declared type
+    (checked before ``from_dict`` builds the nested configs) and, for a local run (not
+    ``remote``), every S3 bucket it names exists; not validated yet."""
+    from typing import Any as AnyValue
+
+    from dna.config_check import check_types, check_value
     from dna.generation import RunConfig
 
-    check_types(d, RunConfig, skip=("limits",))     # before from_dict builds the nested configs
+    check_types(d, RunConfig, skip=("limits",))     # limits: dna.cost_registry.check_limits
+    check_value(d.get("limits") or {}, dict[str, AnyValue], "limits")
     cfg = RunConfig.from_dict(d)
     if not remote:
         from pipelines.store_check import check_buckets
 
         check_buckets(cfg)
-    return cfg.validate(remote=remote)
+    return cfg
+
+
+def validate_run_config(d: dict, remote: bool) -> Any:
+    """A checked :class:`dna.generation.RunConfig` (:meth:`RunConfig.validate` makes every check;
+    ``remote``: the run happens in a cluster, so URIs are not opened from here)."""
+    return load_run_config(d, remote).validate(remote=remote)

@@ -75,6 +75,9 @@ PLUS_CASES = [
     (["--set", "retrain.sched=cosinus"], "cosinus"),
     (["--set", "scale_to=b99"], "b99"),
     (["--set", "device=7"], "device=7: expected a string or null"),
+    (["--set", "limits=5"], "limits=5: expected a JSON object"),
+    (["--set", "limits.params=abc"], "max_params='abc'"),
+    (["--set", "latency_table="], "latency_table=''"),
     (["--set", "generations=5"], "--set generations=5: generations is set with --generations"),
     (["--set", "root=/elsewhere"], "--set root='/elsewhere': root is set with --root"),
     # every stage's settings, at the start
@@ -132,6 +135,8 @@ def test_dna_bad_setting_is_refused_at_the_start(nothing_runs, capsys, argv, mes
     (["--set", "rate_max_batches=-2"], "rate_max_batches=-2"),
     (["--set", "data.train_size=16", "--set", "data.batch_size=64"], "data.train_size=16"),
     (["--set", "data.resolution=2000"], "resolution 2000"),
+    (["--set", "space=5"], "space=5: expected a string"),
+    (["--set", "limits.flops=[1]"], "max_flops=[1]"),
 ])
 def test_dna_pp_bad_setting_is_refused_at_the_start(nothing_runs, capsys, argv, message):
     assert_refused(dna_pp, argv, message, capsys, nothing_runs)
@@ -161,6 +166,7 @@ def test_a_nonexistent_bucket_is_refused_before_work(nothing_runs, capsys, s3_bu
     err = assert_refused(dna_plus, ["--root", f"{s3_bucket}/run", "--data", "s3://missing-data-bucket/cifar"],
                          "missing-data-bucket", capsys, nothing_runs)
     assert "data.uri" in err
+    assert_refused(dna_pp, ["--root", "s3://no-pp-bucket/run"], "no-pp-bucket", capsys, nothing_runs)
 
 
 def test_an_existing_bucket_passes(nothing_runs, capsys, s3_bucket):  # noqa: F811
