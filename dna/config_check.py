@@ -161,16 +161,19 @@ def check_run(cfg: Any, remote: bool = False) -> None:
     from dna.generation import RunConfig
 
     check_types(cfg, RunConfig, skip=("limits",))        # limits: dna.cost_registry.check_limits
+    from dna.data import MAX_BATCH, MAX_RESOLUTION, MAX_SEED, MAX_SIZE, MIN_RESOLUTION
+
     for task, settings in cfg.transfer_options.items():
         cls = _transfer_classes().get(task)
         if cls is not None and isinstance(settings, dict):
             check_types(settings, cls, f"transfer_options.{task}")
+            for key, high in (("resolution", MAX_RESOLUTION), ("train_size", MAX_SIZE), ("val_size", MAX_SIZE),
+                              ("batch_size", MAX_BATCH), ("epochs", MAX_EPOCHS)):
+                check_at_most(f"transfer_options.{task}.{key}", settings.get(key), high)
     if cfg.latency_table == "":
         raise DnaError("latency_table='': expected the URI of a `dna latency-table` JSON, or null for none")
     for name, uri in run_uris(cfg).items():
         check_uri(name, uri)
-    from dna.data import MAX_RESOLUTION, MAX_SEED, MAX_SIZE, MIN_RESOLUTION
-
     check_range("generations", cfg.generations, 1, MAX_GENERATIONS)
     # lower bounds of these are the stages' own checks (their messages stay); the upper ones here
     check_at_most("seed", cfg.seed, MAX_SEED)

@@ -20,6 +20,7 @@ from dna.generation import RunConfig
 from pipelines import cli, dna_plus, dna_pp
 from pipelines import dna as dna_pipeline
 from pipelines.flags import UsageError
+from pipelines.presets import PRESETS
 from pipelines.store_check import check_ray_address
 from tests.s3fixture import s3_bucket  # noqa: F401
 
@@ -72,6 +73,7 @@ PLUS_CASES = [
     (["--set", "teacher.pretrained=1"], "teacher.pretrained=1: expected true or false"),
     (["--set", 'retrain={"epochz": 1}'], "['epochz']"),
     (["--set", "transfer_options.det.epochs=1.5"], "transfer_options.det.epochs=1.5"),
+    (["--set", "transfer_options.seg.resolution=4096"], "transfer_options.seg.resolution=4096"),
     (["--set", "retrain.sched=cosinus"], "cosinus"),
     (["--set", "scale_to=b99"], "b99"),
     (["--set", "device=7"], "device=7: expected a string or null"),
@@ -174,6 +176,15 @@ def test_an_existing_bucket_passes(nothing_runs, capsys, s3_bucket):  # noqa: F8
     assert rc == 0, err
 
 
+# ----- every preset passes the checks it is held to ------------------------------------------------------
+@pytest.mark.parametrize("module,preset", [(dna_plus, p) for p in sorted(PRESETS)]
+                         + [(dna_pp, p) for p in sorted(dna_pp.PRESETS)])
+def test_every_preset_passes(nothing_runs, capsys, module, preset):
+    argv = ["--preset", preset, "--data", "s3://data/set", "--host", "http://kfp", "--print-config"]
+    rc, err = run_main(module, argv, capsys)
+    assert rc == 0, err
+
+
 # ----- the checks themselves ------------------------------------------------------------------------------
 @pytest.mark.parametrize("address", ["", "auto", "http://dna-ray-head-svc:8265", "https://ray.example.com",
                                      "ray://10.0.0.5:10001", "dna-ray-head-svc:6379", "[::1]:6379"])
@@ -202,6 +213,17 @@ def test_run_config_validate_checks_types_for_the_components(tmp_path):
         with pytest.raises(DnaError, match=message):
             RunConfig(root=str(tmp_path), **kw).validate()
     RunConfig(root=str(tmp_path)).validate()
+
+
+def test_data_config_bounds():
+    from dna.data import DataConfig
+
+    for kw, message in [({"resolution": 2048}, "resolution 2048"), ({"batch_size": 10**6}, "batch_size 1000000"),
+                        ({"rating_size": 10**8}, "rating_size 100000000"), ({"seed": 2**40}, "seed 1099511627776"),
+                        ({"num_workers": 1000}, "num_workers 1000")]:
+        with pytest.raises(DnaError, match=message):
+            DataConfig(**kw)
+    DataConfig(resolution=1024, batch_size=65536)
 
 
 def test_check_types_walks_nested_sections():
