@@ -158,11 +158,10 @@ def run_uris(cfg: Any) -> dict[str, str]:
 def check_run(cfg: Any, remote: bool = False) -> None:
     """Types and bounds of a :class:`dna.generation.RunConfig`, then the checks every stage makes
     of its own config, on the configs the stages will get (``remote``: open no URI from here)."""
+    from dna.data import MAX_BATCH, MAX_RESOLUTION, MAX_SEED, MAX_SIZE, MIN_RESOLUTION
     from dna.generation import RunConfig
 
     check_types(cfg, RunConfig, skip=("limits",))        # limits: dna.cost_registry.check_limits
-    from dna.data import MAX_BATCH, MAX_RESOLUTION, MAX_SEED, MAX_SIZE, MIN_RESOLUTION
-
     for task, settings in cfg.transfer_options.items():
         cls = _transfer_classes().get(task)
         if cls is not None and isinstance(settings, dict):
@@ -206,10 +205,7 @@ def _check_stages(cfg: Any, remote: bool) -> None:
 
     space = get_space(cfg.space)
     teacher = TeacherConfig(model="teacher.json", checkpoint="teacher.pt")
-    if get_family(space).joint_teacher:          # DNA++: dna.dnapp.validate_pp checks its stages
-        if cfg.data.is_builtin and cfg.data.train_size < cfg.data.batch_size:
-            raise DnaError(f"data.train_size={cfg.data.train_size}: DNA++ trains on full batches only, "
-                           f"expected at least data.batch_size={cfg.data.batch_size}")
+    if get_family(space).joint_teacher:          # DNA++: dna.dnapp.validate_pp and check_pp check its stages
         return
     for k in range(len(space.blocks)):
         try:
@@ -223,6 +219,17 @@ def _check_stages(cfg: Any, remote: bool) -> None:
         rc.validate()
     except DnaError as exc:
         raise DnaError(f"rating: {exc}") from None
+
+
+def check_pp_batches(cfg: Any, pp_config: str | dict) -> None:
+    """DNA++ trains on full batches only (the covariance terms): a built-in train split smaller
+    than one batch (``pp.train.batch_size``, else ``data.batch_size``) would train nothing."""
+    from dna.dnapp import pp_settings
+
+    batch = (pp_settings(pp_config).get("train") or {}).get("batch_size") or cfg.data.batch_size
+    if cfg.data.is_builtin and cfg.data.train_size < batch:
+        raise DnaError(f"data.train_size={cfg.data.train_size}: DNA++ trains on full batches only, "
+                       f"expected at least one batch of {batch}")
 
 
 def check_pp_types(pp_config: str | dict) -> None:

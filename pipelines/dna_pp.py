@@ -109,12 +109,13 @@ class PPExtras(Extras):
         return {"pp_config": json.dumps(pp, sort_keys=True)}
 
     def validate(self, run_config: dict, arguments: dict, remote: bool) -> None:
-        from dna.config_check import check_pp_types
+        from dna.config_check import check_pp_batches, check_pp_types
         from dna.dnapp import validate_pp
         from pipelines.run_config import load_run_config
 
         check_pp_types(arguments["pp_config"])
-        validate_pp(load_run_config(run_config, remote), arguments["pp_config"], remote)
+        cfg = validate_pp(load_run_config(run_config, remote), arguments["pp_config"], remote)
+        check_pp_batches(cfg, arguments["pp_config"])
 
 
 def build(generations: int = 1, opts: BuildOptions | None = None):

@@ -136,6 +136,7 @@ def test_dna_bad_setting_is_refused_at_the_start(nothing_runs, capsys, argv, mes
     (["--set", "block_epochs=true"], "block_epochs=True"),
     (["--set", "rate_max_batches=-2"], "rate_max_batches=-2"),
     (["--set", "data.train_size=16", "--set", "data.batch_size=64"], "data.train_size=16"),
+    (["--set", "pp.train.batch_size=2048"], "data.train_size=1024: DNA++ trains on full batches only"),
     (["--set", "data.resolution=2000"], "resolution 2000"),
     (["--set", "space=5"], "space=5: expected a string"),
     (["--set", "limits.flops=[1]"], "max_flops=[1]"),
