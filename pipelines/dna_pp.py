@@ -94,6 +94,8 @@ PRESETS: dict[str, dict] = {
 class PPExtras(Extras):
     """``pp_config`` from the preset and ``--set pp.train.KEY=VALUE`` / ``pp.retrain.KEY=VALUE``."""
 
+    sections = ("pp",)
+
     def arguments(self, args, preset: dict) -> dict:
         pp = copy.deepcopy(preset.get("pp") or {})
         for key, value in parse_set(args.set):

@@ -10,7 +10,13 @@ from typing import Any
 from pipelines.flags import UsageError
 from pipelines.parameters import pipeline_arguments
 from pipelines.presets import PRESETS
-from pipelines.run_config import build_run_config, parse_json_value, validate_run_config
+from pipelines.run_config import (
+    EXTRA_SECTIONS,
+    build_run_config,
+    parse_json_value,
+    parse_set,
+    validate_run_config,
+)
 
 
 @dataclasses.dataclass
@@ -31,6 +37,8 @@ class Plan:
 class Extras:
     """Hooks of a pipeline with parameters beyond the run config (DNA++): more parameters from
     the preset and ``--set <section>.KEY=VALUE``, checked before any work."""
+
+    sections: tuple[str, ...] = ()      # the --set sections (of run_config.EXTRA_SECTIONS) it reads
 
     def arguments(self, args: argparse.Namespace, preset: dict) -> dict[str, Any]:
         return {}
@@ -101,6 +109,11 @@ def make_plan(args: argparse.Namespace, default_generations: int | None, presets
         root = root if storage.is_s3(root) else os.path.abspath(root)
     else:
         root = args.root or ""
+    for key, _ in parse_set(args.set):
+        head = key.split(".", 1)[0]
+        if head in EXTRA_SECTIONS and head not in extras.sections:
+            raise UsageError(f"--set {key}: this pipeline has no {head!r} settings (they belong to "
+                             "pipelines/dna_pp.py)")
     d = build_run_config(args, root, generations, presets)
     cfg_d = dict(d)
     if not cfg_d["root"]:

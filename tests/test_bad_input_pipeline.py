@@ -123,6 +123,8 @@ def test_dna_plus_bad_setting_is_refused_at_the_start(nothing_runs, capsys, argv
     (["--set", "block_epochs=abc"], "block_epochs='abc'"),
     (["--set", "rate_max_batches=0"], "rate_max_batches=0"),
     (["--set", "data.rating_size=1.5"], "data.rating_size=1.5"),
+    (["--set", "pp.train.lr=0.1"], "--set pp.train.lr: this pipeline has no 'pp' settings"),
+    (["--set", "retrain.opt=nope"], "opt 'nope'"),
     (["--ray-address", "http://head:8265/jobs?x"], "http://head:8265/jobs?x"),
 ])
 def test_dna_bad_setting_is_refused_at_the_start(nothing_runs, capsys, argv, message):
