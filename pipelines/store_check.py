@@ -17,7 +17,7 @@ _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A
         r"|\[[0-9A-Fa-f:.]+\])"
 _PORT = r"(?P<port>[0-9]{1,5})"
 _RAY_FORMS = (
-    re.compile(rf"^https?://(?:[^/@\s]+@)?{_HOST}(?::{_PORT})?/?$"),   # Ray Jobs API (dashboard)
+    re.compile(rf"^https?://(?:[^/@\s]+@)?{_HOST}(?::{_PORT})?(?:/[A-Za-z0-9._~\-/]*)?$"),  # Jobs API
     re.compile(rf"^ray://{_HOST}:{_PORT}$"),                          # Ray Client
     re.compile(rf"^{_HOST}:{_PORT}$"),                                # a Ray cluster's GCS
 )

@@ -174,6 +174,16 @@ def test_a_nonexistent_bucket_is_refused_before_work(nothing_runs, capsys, s3_bu
     assert_refused(dna_pp, ["--root", "s3://no-pp-bucket/run"], "no-pp-bucket", capsys, nothing_runs)
 
 
+def test_bucket_errors_hide_endpoint_credentials(nothing_runs, capsys, monkeypatch, s3_bucket):  # noqa: F811
+    from dna import storage
+
+    monkeypatch.setenv("DNA_S3_ENDPOINT", os.environ["DNA_S3_ENDPOINT"].replace("http://", "http://admin:hunter2@"))
+    storage.configure_s3(None)
+    err = assert_refused(dna_plus, ["--root", "s3://no-such-bucket-here/run"], "no-such-bucket-here", capsys,
+                         nothing_runs)
+    assert "hunter2" not in err and "***@" in err
+
+
 def test_an_existing_bucket_passes(nothing_runs, capsys, s3_bucket):  # noqa: F811
     rc, err = run_main(dna_plus, ["--root", f"{s3_bucket}/run", "--print-config"], capsys)
     assert rc == 0, err
@@ -189,7 +199,7 @@ def test_every_preset_passes(nothing_runs, capsys, module, preset):
 
 
 # ----- the checks themselves ------------------------------------------------------------------------------
-@pytest.mark.parametrize("address", ["", "auto", "http://dna-ray-head-svc:8265", "https://ray.example.com",
+@pytest.mark.parametrize("address", ["", "auto", "http://dna-ray-head-svc:8265", "https://ray.example.com/ray/",
                                      "ray://10.0.0.5:10001", "dna-ray-head-svc:6379", "[::1]:6379"])
 def test_ray_addresses_ray_accepts_pass(address):
     check_ray_address(address)
