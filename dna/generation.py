@@ -93,6 +93,9 @@ class RunConfig:
         the run happens elsewhere (a cluster), so URIs are not opened from this machine."""
         if not isinstance(self.root, str) or not self.root:
             raise DnaError("root must be a run folder URI (local path or s3://bucket/prefix)")
+        from dna.config_check import check_run
+
+        check_run(self, remote)                 # every field's type and bounds; each stage's own checks
         if not isinstance(self.generations, int) or self.generations < 1:
             raise DnaError(f"generations={self.generations!r}: expected an integer >= 1")
         space = get_space(self.space)

@@ -94,6 +94,8 @@ PRESETS: dict[str, dict] = {
 class PPExtras(Extras):
     """``pp_config`` from the preset and ``--set pp.train.KEY=VALUE`` / ``pp.retrain.KEY=VALUE``."""
 
+    sections = ("pp",)
+
     def arguments(self, args, preset: dict) -> dict:
         pp = copy.deepcopy(preset.get("pp") or {})
         for key, value in parse_set(args.set):
@@ -109,10 +111,13 @@ class PPExtras(Extras):
         return {"pp_config": json.dumps(pp, sort_keys=True)}
 
     def validate(self, run_config: dict, arguments: dict, remote: bool) -> None:
+        from dna.config_check import check_pp_batches, check_pp_types
         from dna.dnapp import validate_pp
-        from dna.generation import RunConfig
+        from pipelines.run_config import load_run_config
 
-        validate_pp(RunConfig.from_dict(run_config), arguments["pp_config"], remote)
+        check_pp_types(arguments["pp_config"])
+        cfg = validate_pp(load_run_config(run_config, remote), arguments["pp_config"], remote)
+        check_pp_batches(cfg, arguments["pp_config"])
 
 
 def build(generations: int = 1, opts: BuildOptions | None = None):

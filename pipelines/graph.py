@@ -153,8 +153,10 @@ def make_vit_final_stage(opts: BuildOptions):
 def build_pipeline(name: str, generations: int, opts: BuildOptions | None = None, description: str = ""):
     """A pipeline of ``generations`` DNA generations (1: DNA; more: DNA+), unrolled at compile
     time. Parameters: ``run_config`` (RunConfig JSON) and :data:`K8S_PARAMETERS`."""
-    if not isinstance(generations, int) or isinstance(generations, bool) or generations < 1:
-        raise ValueError(f"generations={generations!r}: expected an integer >= 1")
+    from dna.config_check import MAX_GENERATIONS
+
+    if not isinstance(generations, int) or isinstance(generations, bool) or not 1 <= generations <= MAX_GENERATIONS:
+        raise ValueError(f"generations={generations!r}: expected an integer in 1..{MAX_GENERATIONS}")
     opts = opts or BuildOptions()
     final_stage = make_final_stage(opts)
 

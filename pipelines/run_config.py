@@ -3,6 +3,7 @@
 import argparse
 import copy
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,8 +21,9 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-# run config values that are open maps (their keys are checked by RunConfig.validate)
-OPEN_SECTIONS = ("transfer_options",)
+# run config values that are open maps (their keys are checked by RunConfig.validate; limits'
+# cost names by dna.cost_registry.check_limits)
+OPEN_SECTIONS = ("transfer_options", "limits")
 
 
 def _set_path(d: dict, dotted: str, value: Any) -> None:
@@ -40,6 +42,24 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
     cur[keys[-1]] = value
 
 
+def parse_json_value(raw: str, what: str) -> Any:
+    """A JSON value with finite numbers only (``1e400``, ``NaN``, ``Infinity`` are rejected by
+    name: JSON would turn them into floats no setting means); not JSON: the string itself."""
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise UsageError(f"{what}: {text} is not a finite number")
+        return value
+
+    def constant(text: str) -> float:
+        raise UsageError(f"{what}: {text} is not a finite number")
+
+    try:
+        return json.loads(raw, parse_float=finite, parse_constant=constant)
+    except json.JSONDecodeError:
+        return raw
+
+
 def parse_set(items: Sequence[str]) -> list[tuple[str, Any]]:
     """``KEY=VALUE`` (VALUE as JSON, else a string) -> pairs."""
     out = []
@@ -47,11 +67,7 @@ def parse_set(items: Sequence[str]) -> list[tuple[str, Any]]:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. data.train_size=512")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.append((key.strip(), value))
+        out.append((key.strip(), parse_json_value(raw, f"--set {item}")))
     return out
 
 
@@ -107,18 +123,41 @@ def build_run_config(args: argparse.Namespace, root: str, generations: int,
     if args.seed is not None:
         d["seed"] = args.seed
     for key, value in parse_set(args.set):
+        if key in FLAG_KEYS:
+            raise UsageError(f"--set {key}={value!r}: {key} is set with {FLAG_KEYS[key]}")
         if key.split(".", 1)[0] not in EXTRA_SECTIONS:
             _set_path(d, key, value)
     return d
 
 
+# run config values a flag owns: --set would bypass the flag's own use (the DAG is unrolled from
+# --generations; a local --root is made absolute and a scheduled run must not share one)
+FLAG_KEYS = {"generations": "--generations (dna_plus.py; DNA and DNA++ run one)", "root": "--root"}
+
 # --set keys starting with one of these go to a pipeline's extra config (e.g. DNA++'s pp_config).
 EXTRA_SECTIONS = ("pp",)
+
+
+def load_run_config(d: dict, remote: bool) -> Any:
+    """The :class:`dna.generation.RunConfig` of ``d`` once every value has its declared type
+    (checked before ``from_dict`` builds the nested configs) and, for a local run (not
+    ``remote``), every S3 bucket it names exists; not validated yet."""
+    from typing import Any as AnyValue
+
+    from dna.config_check import check_types, check_value
+    from dna.generation import RunConfig
+
+    check_types(d, RunConfig, skip=("limits",))     # limits: dna.cost_registry.check_limits
+    check_value(d.get("limits") or {}, dict[str, AnyValue], "limits")
+    cfg = RunConfig.from_dict(d)
+    if not remote:
+        from pipelines.store_check import check_buckets
+
+        check_buckets(cfg)
+    return cfg
 
 
 def validate_run_config(d: dict, remote: bool) -> Any:
     """A checked :class:`dna.generation.RunConfig` (:meth:`RunConfig.validate` makes every check;
     ``remote``: the run happens in a cluster, so URIs are not opened from here)."""
-    from dna.generation import RunConfig
-
-    return RunConfig.from_dict(d).validate(remote=remote)
+    return load_run_config(d, remote).validate(remote=remote)

@@ -135,7 +135,9 @@ def test_compile_with_preset_sets_defaults(tmp_path):
     assert keys == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}   # dna-storage's key names
 
 
-def test_max_flags_land_in_the_run_config_limits(capsys):
+def test_max_flags_land_in_the_run_config_limits(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lat.json").write_text("{}")        # the rating stage's latency table is checked up front
     argv = ["--max-flops", "400M", "--max-latency-ms", "12.5", "--set", "latency_table=lat.json", "--max-act-mem",
             "2M", "--print-config"]
     assert dna_plus.main(argv) == 0

@@ -24,6 +24,13 @@ BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("shapes",)
 SPLITS = ("train", "val", "rating")
 TASKS = ("cls", "seg", "det")
+# Bounds of a data config: beyond them a run allocates gigabytes or hangs generating images
+# before failing, so they are rejected up front.
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
+MAX_SIZE = 10_000_000           # images in one split
+MAX_BATCH = 65_536
+MAX_WORKERS = 256
+MAX_SEED = 2**32 - 1            # numpy's seed range
 
 __all__ = [
     "BUILTINS",
@@ -69,18 +76,20 @@ class DataConfig:
                     f"uri {self.uri!r}: unknown built-in data set {name!r} "
                     f"(expected one of {[BUILTIN_PREFIX + b for b in BUILTINS]})"
                 )
-        for field, low in (
-            ("resolution", 16),
-            ("batch_size", 1),
-            ("num_workers", 0),
-            ("train_size", 1),
-            ("val_size", 1),
-            ("rating_size", 1),
-            ("seed", 0),
+        for field, low, high in (
+            ("resolution", MIN_RESOLUTION, MAX_RESOLUTION),
+            ("batch_size", 1, MAX_BATCH),
+            ("num_workers", 0, MAX_WORKERS),
+            ("train_size", 1, MAX_SIZE),
+            ("val_size", 1, MAX_SIZE),
+            ("rating_size", 1, MAX_SIZE),
+            ("seed", 0, MAX_SEED),
         ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise DnaError(f"{field} {value!r} must be an integer >= {low}")
+            if value > high:
+                raise DnaError(f"{field} {value!r} must be an integer in {low}..{high}")
         if self.is_builtin and (
             isinstance(self.num_classes, bool)
             or not isinstance(self.num_classes, int)
