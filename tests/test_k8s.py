@@ -915,6 +915,12 @@ def test_recurring_run_example():
     job = cron["spec"]["jobTemplate"]
     assert job["clusterSelector"] == {"ray.io/cluster": "dna-ray"}
     assert "pip install" not in job["entrypoint"]
+    # The driver runs on the head, in its working directory: writable despite the read-only root.
+    head = _one(_docs("base"), "RayCluster", "dna-ray")["spec"]["headGroupSpec"]["template"]["spec"]
+    (c,) = head["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in head["volumes"]}
+    assert "emptyDir" in volumes[mounts[c["workingDir"]]]
     readme = (K8S / "README.md").read_text()
     assert "--schedule '0 0 3 * * *'" in readme, "document KFP's 6-field (seconds-first) cron"
 
