@@ -67,7 +67,7 @@ def make_parser(prog: str, description: str, generations_flag: bool,
                      help="toleration of the training tasks (repeatable)")
     k8s.add_argument("--pvc", default=None, help="PersistentVolumeClaim to mount in every task (at --pvc-mount)")
     k8s.add_argument("--pvc-mount", default="/mnt/dna", help="mount path of --pvc (default /mnt/dna)")
-    k8s.add_argument("--image", default=None, help="component image (default $DNA_IMAGE or dna-nas:latest)")
+    k8s.add_argument("--image", default=None, help="component image (default $DNA_IMAGE or dna-nas:<package version>)")
     how = p.add_argument_group("where it runs (default: here, with KFP's local runner)")
     how.add_argument("--compile", metavar="FILE", default=None, help="write the pipeline YAML (for the KFP UI)")
     how.add_argument("--host", default=None, help="KFP API server URL (default $KFP_HOST): submit a run")

@@ -16,7 +16,9 @@ Kubernetes settings of the tasks (kfp-kubernetes), as pipeline parameters where 
   scale, transfer); ``fanout_gpus``: of the supernet/rating tasks themselves (only for a fan-out
   on a Ray started inside their pod; with a Ray cluster the blocks get ``gpus_per_block`` there);
 - ``node_selector`` (a JSON object) and ``tolerations`` (a JSON list) of the training tasks;
-- ``pvc_name``: a PersistentVolumeClaim mounted at the compile-time ``pvc_mount`` path.
+- ``pvc_name``: a PersistentVolumeClaim mounted at the compile-time ``pvc_mount`` path;
+- every task (:func:`harden`): ``RAY_AUTH_TOKEN`` from Secret ``dna-ray-auth`` (optional), user
+  1000 non-root, labels admitted by the Ray head's NetworkPolicy.
 
 ``scale_retrain`` (DNA+): a JSON object of ``RetrainSettings`` fields for retraining the scaled
 teachers only (empty: the run config's ``retrain``), e.g. fewer epochs than the final net.
@@ -80,6 +82,19 @@ class Params:
         return dict(self.__dict__)
 
 
+def harden(task):
+    """What kfp-kubernetes can set for a locked-down cluster (k8s/README.md says what it cannot):
+    the Ray token for the Jobs API, the non-root user, and the labels the head's NetworkPolicy
+    admits."""
+    kubernetes.use_secret_as_env(task, secret_name=settings.RAY_AUTH_SECRET, optional=True,
+                                 secret_key_to_env={settings.RAY_AUTH_SECRET_KEY: settings.RAY_AUTH_TOKEN_ENV})
+    kubernetes.set_security_context(task, run_as_user=settings.TASK_UID, run_as_group=settings.TASK_UID,
+                                    run_as_non_root=True)
+    for key, value in settings.TASK_POD_LABELS.items():
+        kubernetes.add_pod_label(task, key, value)
+    return task
+
+
 def configure(task, p: Params, opts: BuildOptions, heavy: bool = False, gpus=None):
     """Image, storage credentials, settings, PVC; node placement and GPUs for ``heavy`` tasks."""
     if opts.image:
@@ -88,6 +103,7 @@ def configure(task, p: Params, opts: BuildOptions, heavy: bool = False, gpus=Non
                                  optional=True)
     kubernetes.use_config_map_as_env(task, config_map_name=opts.config_map,
                                      config_map_key_to_env=settings.SETTINGS_ENV, optional=True)
+    harden(task)
     if opts.pvc_mount:
         kubernetes.mount_pvc(task, pvc_name=p.pvc_name, mount_path=opts.pvc_mount)
     if heavy:

@@ -3,7 +3,10 @@
 Every kustomization under k8s/ is rendered with `kubectl kustomize`; core kinds are validated
 with kubernetes-validate, Ray kinds against the openAPIV3Schema of KubeRay's CRDs in
 ../shared/schemas/kuberay/ (beside the repository). Then the security and wiring rules the
-project relies on: non-root pods, no credentials in files, RBAC for RayJobs, one image.
+project relies on: restricted, read-only-root pods; Ray token authentication from a Secret; a
+NetworkPolicy that admits only the pipeline's pods to the head; RBAC cut to what runs in the
+task pods, bound to the project's own account; no credentials in files; one image, by version.
+The compiled KFP pipeline is checked against the same names (labels, Secret, account, image).
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 import copy
 import fnmatch
 import functools
+import http.server
+import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,7 +29,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
 DOCKER = REPO / "docker"
-KUBERAY_SCHEMAS = Path(__file__).resolve().parents[1].parent / "shared" / "schemas" / "kuberay"
+# DNA_KUBERAY_SCHEMAS: another place for them (e.g. when the checkout is a git worktree).
+KUBERAY_SCHEMAS = Path(
+    os.environ.get("DNA_KUBERAY_SCHEMAS")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "schemas" / "kuberay"
+)
 
 # Kubernetes version the core kinds are validated against (kubernetes-validate bundles 1.25+).
 K8S_VERSION = "1.32.0"
@@ -37,7 +47,9 @@ EXPECTED = [
 OVERLAYS = ["overlays/kfp-bundled-store", "overlays/external-s3"]
 RAY_KINDS = {"RayCluster": "rayclusters", "RayJob": "rayjobs", "RayCronJob": "raycronjobs"}
 SETTINGS_KEYS = {"DNA_IMAGE", "DNA_RUN_ROOT", "DNA_S3_ENDPOINT", "AWS_REGION", "RAY_ADDRESS"}
-CREDENTIAL_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+CREDENTIAL_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "RAY_AUTH_TOKEN"}
+RAY_AUTH = ("dna-ray-auth", "auth_token")     # the token Secret and KubeRay's key in it
+HEAD_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001}
 
 
 def _kustomizations() -> list[str]:
@@ -223,9 +235,30 @@ def test_every_pod_is_non_root_and_drops_capabilities(rel):
             assert not (sc.get("capabilities") or {}).get("add"), f"{cwhere}: adds capabilities"
             seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
             assert seccomp in ("RuntimeDefault", "Localhost"), f"{cwhere}: seccompProfile"
+            assert sc.get("readOnlyRootFilesystem") is True, f"{cwhere}: readOnlyRootFilesystem"
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []}
+            volumes = {v["name"]: v for v in spec.get("volumes") or []}
+            for path in WRITABLE_DIRS:
+                assert path in mounts, f"{cwhere}: no writable {path} (read-only root)"
+                assert "emptyDir" in volumes.get(mounts[path], {}), f"{cwhere}: {path} not an emptyDir"
             res = c.get("resources") or {}
             assert res.get("requests") and res.get("limits"), f"{cwhere}: requests and limits"
             assert "memory" in res["limits"], f"{cwhere}: memory limit"
+
+
+# Where Ray, Python and the caches write (HOME=/home/dna in docker/Dockerfile).
+WRITABLE_DIRS = ("/tmp", "/home/dna")
+
+
+def test_gpu_workers_have_shared_memory():
+    rc = _one(_docs("base"), "RayCluster", "dna-ray")
+    for group in rc["spec"]["workerGroupSpecs"]:
+        spec = group["template"]["spec"]
+        (c,) = spec["containers"]
+        shm = [m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/dev/shm"]
+        assert shm, "DataLoader workers need a writable /dev/shm"
+        (vol,) = [v for v in spec["volumes"] if v["name"] == shm[0]]
+        assert vol["emptyDir"]["medium"] == "Memory"
 
 
 @pytest.mark.parametrize("rel", KUSTOMIZATIONS)
@@ -236,9 +269,19 @@ def test_ray_autoscaler_sidecar_is_restricted(rel):
     for rc in clusters:
         if not rc["spec"].get("enableInTreeAutoscaling"):
             continue
-        sc = (rc["spec"].get("autoscalerOptions") or {}).get("securityContext") or {}
+        opts = rc["spec"].get("autoscalerOptions") or {}
+        sc = opts.get("securityContext") or {}
         assert sc.get("runAsNonRoot") is True and sc.get("allowPrivilegeEscalation") is False
         assert "ALL" in (sc.get("capabilities") or {}).get("drop", [])
+        assert sc.get("readOnlyRootFilesystem") is True
+        assert (sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault"
+        # The sidecar runs in the head pod: its writable mounts are the head pod's emptyDirs.
+        head_volumes = {
+            v["name"]: v for v in rc["spec"]["headGroupSpec"]["template"]["spec"]["volumes"]
+        }
+        mounts = {m["mountPath"]: m["name"] for m in opts.get("volumeMounts") or []}
+        for path in WRITABLE_DIRS:
+            assert "emptyDir" in head_volumes[mounts[path]], f"autoscaler: {path}"
 
 
 @pytest.mark.parametrize("rel", KUSTOMIZATIONS)
@@ -361,35 +404,73 @@ def _grants(rules: list[dict], group: str, resource: str, verb: str) -> bool:
     )
 
 
-@pytest.mark.parametrize("rel", ["base", *OVERLAYS])
-def test_rbac_lets_pipelines_run_ray_jobs(rel):
-    docs = _docs(rel)
-    rules = _role_rules(docs)
-    for resource in ("rayjobs", "rayclusters"):
-        for verb in ("create", "get", "list", "watch", "delete"):
-            assert _grants(rules, "ray.io", resource, verb), f"{rel}: {verb} {resource}"
-    assert _grants(rules, "", "pods/log", "get")
-    secret_rules = [r for r in rules if "secrets" in r.get("resources", [])]
-    assert secret_rules, "the runner must be able to read the storage secret"
-    for r in secret_rules:
-        assert r.get("resourceNames"), "secret access must be restricted by resourceNames"
-        assert set(r["verbs"]) <= {"get"}, "secrets: get only"
-    for r in rules:
-        assert "*" not in r["verbs"] and "*" not in r.get("resources", []), "no wildcards"
+# Everything the task pods' processes do with the Kubernetes API (dna's own code: nothing; it
+# talks to Ray over the Jobs API). KFP's driver and launcher read their ConfigMap and the
+# artifact store's Secret; Argo's executor writes WorkflowTaskResults.
+NEEDED_RULES = {
+    ("", "configmaps", "kfp-launcher"): {"get"},
+    ("", "secrets", "mlpipeline-minio-artifact"): {"get"},
+    ("argoproj.io", "workflowtaskresults", None): {"create", "patch"},
+}
 
+
+def _flat_rules(rules: list[dict]) -> dict[tuple, set[str]]:
+    out: dict[tuple, set[str]] = {}
+    for r in rules:
+        for group in r.get("apiGroups", []):
+            for resource in r.get("resources", []):
+                for name in r.get("resourceNames") or [None]:
+                    out.setdefault((group, resource, name), set()).update(r["verbs"])
+    return out
+
+
+@pytest.mark.parametrize("rel", ["base", *OVERLAYS])
+def test_rbac_is_exactly_what_the_task_pods_use(rel):
+    docs = _docs(rel)
+    assert _flat_rules(_role_rules(docs)) == NEEDED_RULES
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     binding = _one(docs, "RoleBinding", "dna-pipeline-runner")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
         "name": "dna-pipeline-runner",
     }
-    subjects = {(s["kind"], s["name"]): s.get("namespace") for s in binding["subjects"]}
-    assert subjects.get(("ServiceAccount", "pipeline-runner")) == "kubeflow"
-    assert ("ServiceAccount", "dna-pipeline-runner") in subjects
-    _one(docs, "ServiceAccount", "dna-pipeline-runner")
+    # Only the project's own account: KFP's shared pipeline-runner gets nothing from dna.
+    (subject,) = binding["subjects"]
+    assert (subject["kind"], subject["name"]) == ("ServiceAccount", "dna-pipeline-runner")
+    sa = _one(docs, "ServiceAccount", "dna-pipeline-runner")
+    assert sa.get("automountServiceAccountToken") is True, "KFP's launcher calls the API"
     if rel in OVERLAYS:
-        ns = binding["metadata"]["namespace"]
-        assert subjects[("ServiceAccount", "dna-pipeline-runner")] == ns
+        assert subject["namespace"] == binding["metadata"]["namespace"] == "kubeflow"
+
+
+def test_rbac_check_catches_extra_rights():
+    docs = _docs("base")
+    rules = _role_rules(docs) + [
+        {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["create", "delete"]}
+    ]
+    assert _flat_rules(rules) != NEEDED_RULES
+
+
+def test_runs_use_the_project_service_account():
+    from components import settings
+    from pipelines import submit
+
+    docs = _docs("overlays/kfp-bundled-store")
+    (subject,) = _one(docs, "RoleBinding", "dna-pipeline-runner")["subjects"]
+    assert settings.SERVICE_ACCOUNT == subject["name"]
+
+    class Client:
+        def __init__(self):
+            self.kw = {}
+
+        def create_run_from_pipeline_func(self, func, **kw):
+            self.kw = kw
+            return type("Result", (), {"run_id": "r1"})()
+
+    client = Client()
+    submit.submit(client, object(), {}, "http://kfp", "exp", run_name="r")
+    assert client.kw["service_account"] == subject["name"]
 
 
 def _storage_refs(docs: list[dict]) -> dict[str, tuple[str, str]]:
@@ -404,7 +485,7 @@ def _storage_refs(docs: list[dict]) -> dict[str, tuple[str, str]]:
                     e["valueFrom"]["secretKeyRef"]["key"],
                 )
                 for e in c.get("env") or []
-                if "secretKeyRef" in (e.get("valueFrom") or {})
+                if "secretKeyRef" in (e.get("valueFrom") or {}) and e["name"] != "RAY_AUTH_TOKEN"
             }
             assert set(got) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, c["name"]
             for k, v in got.items():
@@ -442,9 +523,9 @@ def test_storage_settings_are_consistent(rel, secret, access_key, secret_key, en
     assert settings["RAY_ADDRESS"] == "http://dna-ray-head-svc:8265"
     if endpoint is not None:
         assert settings["DNA_S3_ENDPOINT"] == endpoint
-    # The runner may read exactly the secret the pods use.
-    secret_rules = [r for r in _role_rules(docs) if "secrets" in r.get("resources", [])]
-    assert [n for r in secret_rules for n in r["resourceNames"]] == [secret]
+    # The pods get the store Secret from the kubelet: the runner's account may not read it.
+    if secret != "mlpipeline-minio-artifact":
+        assert ("", "secrets", secret) not in _flat_rules(_role_rules(docs))
     # Ray pods read the store settings from dna-settings, and no RAY_ADDRESS (KubeRay's own).
     cluster = _one(docs, "RayCluster", "dna-ray")
     for _, spec in _pod_specs(cluster):
@@ -475,7 +556,7 @@ def test_one_image_set_by_kustomize(rel):
     images = {c["image"] for d in docs for _, spec in _pod_specs(d) for c in _containers(spec)}
     if not images:
         pytest.skip(f"k8s/{rel} has no containers")
-    assert images == {"dna-nas:latest"}, f"k8s/{rel}: images {images}"
+    assert images == {f"dna-nas:{_version()}"}, f"k8s/{rel}: images {images}"
     kfile = yaml.safe_load((K8S / rel / "kustomization.yaml").read_text())
     assert any(i["name"] == "dna-nas" for i in kfile.get("images", [])), (
         f"k8s/{rel}: set the image with kustomize `images:` so users can override it"
@@ -514,6 +595,299 @@ def test_image_override_reaches_pods_and_settings(rel, tmp_path):
     )
 
 
+def _version() -> str:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        tomllib = pytest.importorskip("tomli")
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+
+
+def _pinned(image: str) -> bool:
+    """A version tag (not `latest`) or a digest."""
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")
+
+
+@pytest.mark.parametrize("rel", KUSTOMIZATIONS)
+def test_images_by_version_never_latest(rel):
+    docs = _docs(rel)
+    kfile = yaml.safe_load((K8S / rel / "kustomization.yaml").read_text())
+    for entry in kfile.get("images", []):
+        assert entry.get("digest") or str(entry.get("newTag")) == _version(), entry
+    images = [c["image"] for d in docs for _, spec in _pod_specs(d) for c in _containers(spec)]
+    images += [
+        d["data"]["DNA_IMAGE"] for d in docs if d["kind"] == "ConfigMap" and "DNA_IMAGE" in d["data"]
+    ]
+    for doc in docs:
+        if doc["kind"] == "RayCluster":
+            images += [i for i in [(doc["spec"].get("autoscalerOptions") or {}).get("image")] if i]
+    assert images and all(_pinned(i) for i in images), f"k8s/{rel}: {images}"
+    assert _pinned("reg/dna-nas@sha256:" + "0" * 64) and not _pinned("reg:5000/dna-nas")
+    assert not _pinned("dna-nas:latest") and not _pinned("dna-nas")
+
+
+def test_component_image_defaults_to_the_package_version():
+    import dna
+    from components import settings
+
+    assert dna.__version__ == _version()
+    assert settings.DEFAULT_IMAGE == f"dna-nas:{_version()}"
+    env = {k: v for k, v in os.environ.items() if k != "DNA_IMAGE"}
+    code = "from components import settings; print(settings.IMAGE)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.strip()
+    assert out == f"dna-nas:{_version()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray token authentication
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env") or []}
+
+
+def _assert_ray_token_env(env: dict[str, dict], where: str) -> None:
+    assert env.get("RAY_AUTH_MODE", {}).get("value") == "token", f"{where}: RAY_AUTH_MODE=token"
+    ref = ((env.get("RAY_AUTH_TOKEN") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    assert (ref.get("name"), ref.get("key")) == RAY_AUTH, f"{where}: RAY_AUTH_TOKEN from {RAY_AUTH}"
+    assert "value" not in env["RAY_AUTH_TOKEN"], f"{where}: a literal token"
+
+
+@pytest.mark.parametrize("rel", ["base", *OVERLAYS])
+def test_ray_cluster_requires_the_token(rel):
+    docs = _docs(rel)
+    rc = _one(docs, "RayCluster", "dna-ray")
+    assert rc["spec"]["authOptions"] == {"mode": "token", "secretName": RAY_AUTH[0]}
+    containers = [c for _, spec in _pod_specs(rc) for c in spec["containers"]]
+    assert {c["name"] for c in containers} == {"ray-head", "ray-worker"}
+    for c in containers:
+        _assert_ray_token_env(_env(c), c["name"])
+    _assert_ray_token_env(_env(rc["spec"]["autoscalerOptions"]), "autoscaler")
+    # The pipeline's tasks: the mode from dna-settings, the token from the same Secret.
+    from components import settings
+
+    assert _one(docs, "ConfigMap", "dna-settings")["data"]["RAY_AUTH_MODE"] == "token"
+    assert settings.SETTINGS_ENV["RAY_AUTH_MODE"] == "RAY_AUTH_MODE"
+    assert (settings.RAY_AUTH_SECRET, settings.RAY_AUTH_SECRET_KEY) == RAY_AUTH
+
+
+def test_recurring_run_submitter_sends_the_token():
+    cron = _one(_docs("examples/recurring-run"), "RayCronJob")
+    (c,) = cron["spec"]["jobTemplate"]["submitterPodTemplate"]["spec"]["containers"]
+    _assert_ray_token_env(_env(c), "ray-job-submitter")
+
+
+class _RecordingHandler(http.server.BaseHTTPRequestHandler):
+    seen: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        type(self).seen.append(self.headers.get("Authorization") or "")
+        self.send_response(401)
+        self.end_headers()
+        self.wfile.write(b"Unauthorized")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_jobs_api_client_sends_the_token_from_the_environment():
+    """What a task pod has (RAY_AUTH_MODE from dna-settings, RAY_AUTH_TOKEN from the Secret)
+    makes Ray's own JobSubmissionClient send the bearer token: no code of ours carries it."""
+    pytest.importorskip("ray")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _RecordingHandler.seen = []
+    try:
+        code = (
+            "import sys\n"
+            "from ray.job_submission import JobSubmissionClient\n"
+            "try:\n"
+            f"    JobSubmissionClient('http://127.0.0.1:{server.server_port}')\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__)\n"
+        )
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="tok-123")
+        env.pop("RAY_ADDRESS", None)
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, check=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _RecordingHandler.seen, "the client sent no request"
+    assert set(_RecordingHandler.seen) == {"Bearer tok-123"}
+
+
+# ---------------------------------------------------------------------------------------------
+# NetworkPolicy
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels AND matchExpressions; {} selects all)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _admits(policies, namespace, target, source, source_ns, port) -> bool:
+    """Whether ingress from `source` (labels, namespace labels) to `target` on TCP `port` is
+    allowed: pods no policy selects are open; selected pods take the union of their rules."""
+    selecting = [
+        p
+        for p in policies
+        if p["metadata"].get("namespace", namespace) == namespace
+        and _selects(p["spec"]["podSelector"], target)
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+    ]
+    if not selecting:
+        return True
+    for p in selecting:
+        for rule in p["spec"].get("ingress") or []:
+            ports = rule.get("ports")
+            if ports and not any(
+                q.get("protocol", "TCP") == "TCP" and q.get("port") == port for q in ports
+            ):
+                continue
+            peers = rule.get("from")
+            if peers is None:
+                return True
+            for peer in peers:
+                assert "ipBlock" not in peer, "no ipBlock peers"
+                if "namespaceSelector" in peer:
+                    ns_ok = _selects(peer["namespaceSelector"], source_ns)
+                else:
+                    ns_ok = source_ns.get("kubernetes.io/metadata.name") == namespace
+                if ns_ok and _selects(peer.get("podSelector") or {}, source):
+                    return True
+    return False
+
+
+def _template_labels(rc: dict, component: str) -> dict[str, str]:
+    if component == "ray-head":
+        return rc["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]
+    return rc["spec"]["workerGroupSpecs"][0]["template"]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("rel", OVERLAYS)
+def test_network_policy_admits_only_the_pipeline_to_the_head(rel):
+    from components import settings
+
+    docs = _docs(rel)
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert policies, f"k8s/{rel}: no NetworkPolicy"
+    rc = _one(docs, "RayCluster", "dna-ray")
+    ns = rc["metadata"]["namespace"]
+    here = {"kubernetes.io/metadata.name": ns}
+    head, worker = _template_labels(rc, "ray-head"), _template_labels(rc, "ray-worker")
+    submitter = _one(_docs("examples/recurring-run"), "RayCronJob")["spec"]["jobTemplate"][
+        "submitterPodTemplate"]["metadata"]["labels"]
+    task = dict(settings.TASK_POD_LABELS)
+    operator = ({"app.kubernetes.io/name": "kuberay-operator"},
+                {"kubernetes.io/metadata.name": "kuberay-system"})
+
+    def admits(target, source, source_ns, port):
+        return _admits(policies, ns, target, source, source_ns, port)
+
+    gcs, dash, client = HEAD_PORTS["gcs"], HEAD_PORTS["dashboard"], HEAD_PORTS["client"]
+    # The pipeline's task pods and the RayCronJob submitter: the Jobs API and Ray client only.
+    for source in (task, submitter):
+        assert admits(head, source, here, dash) and admits(head, source, here, client)
+        assert not admits(head, source, here, gcs)
+        assert not admits(worker, source, here, 8080)
+    # The KubeRay operator (job status) on the dashboard port only.
+    assert admits(head, *operator, dash) and not admits(head, *operator, gcs)
+    # Ray's own pods: every port, both ways.
+    for a, b in ((worker, head), (head, worker), (worker, worker)):
+        for port in (gcs, dash, client, 8076, 12345):
+            assert admits(a, b, here, port)
+    # Anyone else: nothing, here or from another namespace with the right labels.
+    elsewhere = {"kubernetes.io/metadata.name": "team-b"}
+    for stranger, stranger_ns in (({"app": "notebook"}, here), ({}, here), (task, elsewhere),
+                                  ({**task, "app.kubernetes.io/component": "other"}, here)):
+        for port in (gcs, dash, client):
+            assert not admits(head, stranger, stranger_ns, port), (stranger, stranger_ns, port)
+            assert not admits(worker, stranger, stranger_ns, port)
+
+
+def test_network_policy_check_catches_an_open_rule():
+    docs = _docs("base")
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    rc = _one(docs, "RayCluster", "dna-ray")
+    head = _template_labels(rc, "ray-head")
+    here = {"kubernetes.io/metadata.name": "default"}
+    assert not _admits(policies, "default", head, {"app": "x"}, here, 8265)
+    opened = copy.deepcopy(policies) + [
+        {"metadata": {"name": "open"},
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}}
+    ]
+    assert _admits(opened, "default", head, {"app": "x"}, here, 8265)
+
+
+# ---------------------------------------------------------------------------------------------
+# the compiled KFP pipeline
+
+
+@functools.cache
+def _compiled_executors(tmp: str) -> tuple[dict, dict]:
+    from pipelines import dna as dna_pipeline
+    from pipelines.graph import BuildOptions
+    from pipelines.submit import compile_pipeline
+
+    path = os.path.join(tmp, "dna.yaml")
+    compile_pipeline(dna_pipeline.build(1, BuildOptions()), path, {})
+    spec, platform = list(yaml.safe_load_all(Path(path).read_text()))
+    return (spec["deploymentSpec"]["executors"],
+            platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"])
+
+
+def test_compiled_pipeline_pods_are_hardened(tmp_path_factory):
+    from components import settings
+
+    executors, k8s = _compiled_executors(str(tmp_path_factory.mktemp("kfp")))
+    assert set(executors) == set(k8s) and len(executors) >= 6
+    for name, ex in executors.items():
+        assert ex["container"]["image"] == settings.IMAGE and _pinned(settings.IMAGE), name
+        cfg = k8s[name]
+        sc = cfg["securityContext"]
+        assert int(sc["runAsUser"]) == int(sc["runAsGroup"]) == settings.TASK_UID != 0, name
+        assert sc["runAsNonRoot"] is True, name
+        assert cfg["podMetadata"]["labels"] == settings.TASK_POD_LABELS, name
+        tokens = [
+            (s.get("secretName"), m["secretKey"])
+            for s in cfg["secretAsEnv"]
+            for m in s["keyToEnv"]
+            if m["envVar"] == "RAY_AUTH_TOKEN"
+        ]
+        assert tokens == [RAY_AUTH], name
+        modes = [m for c in cfg["configMapAsEnv"] for m in c["keyToEnv"]
+                 if m["envVar"] == "RAY_AUTH_MODE"]
+        assert modes and all(c["configMapName"] == "dna-settings" for c in cfg["configMapAsEnv"])
+    # The labels the tasks carry are the ones the head's NetworkPolicy admits.
+    docs = _docs("overlays/kfp-bundled-store")
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    rc = _one(docs, "RayCluster", "dna-ray")
+    labels = next(iter(k8s.values()))["podMetadata"]["labels"]
+    here = {"kubernetes.io/metadata.name": "kubeflow"}
+    assert _admits(policies, "kubeflow", _template_labels(rc, "ray-head"), labels, here, 8265)
+    # The task user is the image's user.
+    users = [a for i, a in _dockerfile_instructions((DOCKER / "Dockerfile").read_text())
+             if i == "USER"]
+    assert users[-1] == f"{settings.TASK_UID}:{settings.TASK_UID}"
+
+
 @pytest.mark.parametrize("rel", ["base", *OVERLAYS])
 def test_ray_cluster_has_autoscaled_gpu_workers(rel):
     rc = _one(_docs(rel), "RayCluster", "dna-ray")
@@ -541,6 +915,12 @@ def test_recurring_run_example():
     job = cron["spec"]["jobTemplate"]
     assert job["clusterSelector"] == {"ray.io/cluster": "dna-ray"}
     assert "pip install" not in job["entrypoint"]
+    # The driver runs on the head, in its working directory: writable despite the read-only root.
+    head = _one(_docs("base"), "RayCluster", "dna-ray")["spec"]["headGroupSpec"]["template"]["spec"]
+    (c,) = head["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in head["volumes"]}
+    assert "emptyDir" in volumes[mounts[c["workingDir"]]]
     readme = (K8S / "README.md").read_text()
     assert "--schedule '0 0 3 * * *'" in readme, "document KFP's 6-field (seconds-first) cron"
 
@@ -583,6 +963,11 @@ def test_dockerfile_sanity():
     assert users, "USER missing"
     final_user = users[-1].split(":")[0]
     assert final_user not in ("0", "root"), f"final USER must be non-root, is {users[-1]}"
+    # Numeric, so that the kubelet can check runAsNonRoot without reading /etc/passwd.
+    assert re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", users[-1]), f"USER must be numeric: {users[-1]}"
+    for instr, args in instrs:
+        if instr == "FROM" or (instr == "ARG" and args.startswith("BASE_IMAGE=")):
+            assert ":latest" not in args, f"{instr} {args}: pin the base image"
     entry = [a for i, a in instrs if i in ("ENTRYPOINT", "CMD")]
     assert ("ENTRYPOINT", "[]") in instrs, "ENTRYPOINT [] (KFP / KubeRay give the command)"
     for args in entry:
