@@ -39,6 +39,8 @@ def pipeline_arguments(args: argparse.Namespace, run_config_json: str,
         params["scale_retrain"] = args.scale_retrain
     for flag in ("gpus", "gpus_per_block", "fanout_gpus", "max_concurrent_blocks"):
         positive_int(params[flag], "--" + flag.replace("_", "-"), low=0)
+    if getattr(args, "reuse_root", False):
+        params["reuse_root"] = True
     params["run_config"] = run_config_json
     return params
 
