@@ -425,6 +425,9 @@ def _at(d: Any, dotted: str) -> Any:
     return d
 
 
+RESUMABLE_KEYS = ("generations",)
+
+
 def check_stored_config(config_uri: str, new: dict, reuse: bool, log: Callable[[str], Any] = print) -> None:
     """Refuse a root whose stored ``config.json`` differs from this run's config (its outputs are
     another run's), naming the differing keys, unless ``reuse`` (``--reuse-root``)."""
@@ -433,7 +436,11 @@ def check_stored_config(config_uri: str, new: dict, reuse: bool, log: Callable[[
     stored = read_optional_json(config_uri)
     if stored is None or stored == new:
         return
-    keys = differing_keys(stored, new)
+    # more (or fewer) generations of the same config resume it: each generation's outputs depend on
+    # the other keys only (DNA on a root, then DNA+ with --generations 3 on it, reuses generation 0)
+    keys = [k for k in differing_keys(stored, new) if k not in RESUMABLE_KEYS]
+    if not keys:
+        return
     shown = ", ".join(f"{k} ({_at(stored, k)!r} stored, {_at(new, k)!r} now)" for k in keys[:8])
     more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
     if reuse:

@@ -10,6 +10,7 @@
 """
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -73,6 +74,9 @@ def main(argv: Sequence[str] | None, prog: str, description: str,
         except Interrupted as exc:
             print(interrupted_line(exc, plan.run_config["root"]), file=sys.stderr, flush=True)
             return exc.exit_code
+        except KeyboardInterrupt:                   # Ctrl-C before the task handlers were in place
+            print(interrupted_line(Interrupted(signal.SIGINT), plan.run_config["root"]), file=sys.stderr)
+            return 130
         except DnaError as exc:                     # e.g. the root's lease is another run's
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -15,7 +15,15 @@ import pytest
 
 from dna import storage
 from dna.errors import DnaError
-from dna.lease import Holder, Lease, LeaseHeld, check_stored_config, differing_keys, lease_uri, read_holder
+from dna.lease import (
+    Holder,
+    Lease,
+    LeaseHeld,
+    check_stored_config,
+    differing_keys,
+    lease_uri,
+    read_holder,
+)
 from tests.s3fixture import s3_bucket  # noqa: F401
 
 
@@ -187,6 +195,7 @@ def test_stored_config_mismatch_is_refused_unless_reused(tmp_path):
     check_stored_config(uri, new, reuse=False)                # nothing stored: fine
     storage.write_json(old, uri)
     check_stored_config(uri, old, reuse=False)                # the same config: a resume
+    check_stored_config(uri, dict(old, generations=3), reuse=False)   # more generations of it: a resume too
     with pytest.raises(DnaError) as exc:
         check_stored_config(uri, new, reuse=False)
     msg = str(exc.value)
