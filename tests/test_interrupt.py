@@ -94,3 +94,17 @@ def test_signal_ends_the_task_group_and_says_how_to_resume(tmp_path, signum, cod
         time.sleep(0.1)
     assert gone(task) and gone(child), f"left running: task {task}, its child {child}"
     assert read_holder(str(root)) is None                      # the lease is released
+
+
+def test_where_it_stands_names_the_stored_stages(tmp_path):
+    from dna import storage
+    from pipelines.stop import where_it_stands
+
+    root = str(tmp_path / "run")
+    assert where_it_stands(root) == "nothing yet"
+    for part in ("config.json", "gen0/teacher/model.pt", "gen0/supernet/block0/supernet.pt",
+                 "gen0/supernet/block1/supernet.pt", "gen0/supernet/block2/checkpoint-tmp",
+                 "gen0/scores/block=0/part-0.parquet", "gen0/search/arch.json", "gen1/teacher/x"):
+        storage.write_bytes(b"x", os.path.join(root, part))
+    assert where_it_stands(root) == ("config; gen0: teacher, 2 block supernet checkpoint(s), scores of 1 block(s), "
+                                     "search; gen1: nothing finished")

@@ -3,6 +3,7 @@ re-entry, heartbeats, S3 conditional writes under concurrency, and the stored-co
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -272,3 +273,21 @@ def test_pipeline_cli_refuses_a_root_with_another_config(tmp_path, capsys):
     assert "seed" in logs[0]
     assert dna_pipeline.main(["--root", root, "--reuse-root", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["arguments"]["reuse_root"] is True
+
+
+def test_kfp_tasks_get_the_pipeline_run_id_and_the_reuse_flag(tmp_path):
+    """Every task pod gets ``DNA_RUN_ID`` from the run's pod label; prepare-data takes reuse_root."""
+    import yaml
+
+    from pipelines import dna as dna_pipeline
+
+    path = str(tmp_path / "dna.yaml")
+    assert dna_pipeline.main(["--compile", path, "--reuse-root"], out=io.StringIO()) == 0
+    docs = list(yaml.safe_load_all(open(path)))
+    spec, platform = docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    executors = set(spec["deploymentSpec"]["executors"])
+    assert len(executors) > 5 and set(platform) == executors
+    for name, ex in platform.items():
+        assert {"fieldPath": "metadata.labels['pipeline/runid']", "name": "DNA_RUN_ID"} in ex["fieldPathAsEnv"], name
+    assert spec["root"]["inputDefinitions"]["parameters"]["reuse_root"]["defaultValue"] is True
+    assert "reuse_root" in spec["components"]["comp-prepare-data"]["inputDefinitions"]["parameters"]
