@@ -117,6 +117,7 @@ class _LocalStore:
 
     def __init__(self, path: str):
         self.path = path
+        self.made_dir = False           # this process created the folder (removed again if left empty)
 
     def read(self) -> tuple[bytes, Any, float] | None:
         try:
@@ -127,7 +128,10 @@ class _LocalStore:
             return None
 
     def _tmp(self, data: bytes) -> str:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
+            self.made_dir = True
         tmp = f"{self.path}.{uuid.uuid4().hex[:12]}.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -187,6 +191,9 @@ class _LocalStore:
             return data
         finally:
             self._unlock()
+            if data is None and self.made_dir:       # e.g. a bad input refused after the lease: no empty folder
+                with suppress(OSError):
+                    os.rmdir(os.path.dirname(self.path))
 
 
 class _S3Store:

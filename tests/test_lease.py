@@ -53,7 +53,7 @@ def test_second_run_on_a_live_root_is_refused_naming_the_holder(tmp_path):
         for part in ("run-a", socket.gethostname(), f"pid {os.getpid()}", "last heartbeat", root):
             assert part in msg
         assert read_holder(root).run_id == "run-a"
-    assert read_holder(root) is None                          # released on normal exit
+    assert read_holder(root) is None and not os.path.exists(root)   # released, no empty folder left
     with Lease(root, "run-b", log=quiet([])) as b:            # and then free for the next run
         assert b.owned
 
