@@ -75,6 +75,7 @@ class Holder:
     started: float
     heartbeat: float
     token: str
+    pid_ns: str = ""            # the pid namespace its pid belongs to (containers sharing a host name)
 
     def age(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.heartbeat)
@@ -94,9 +95,17 @@ class Holder:
         try:
             d = json.loads(data)
             return cls(run_id=str(d["run_id"]), host=str(d["host"]), pid=int(d["pid"]),
-                       started=float(d["started"]), heartbeat=float(d["heartbeat"]), token=str(d["token"]))
+                       started=float(d["started"]), heartbeat=float(d["heartbeat"]), token=str(d["token"]),
+                       pid_ns=str(d.get("pid_ns", "")))
         except (ValueError, KeyError, TypeError):
             return cls(run_id="<unreadable lease>", host="?", pid=-1, started=mtime, heartbeat=mtime, token="")
+
+
+def _pid_ns() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -196,6 +205,9 @@ class _LocalStore:
                     os.rmdir(os.path.dirname(self.path))
 
 
+_UNSUPPORTED = ("NotImplemented", "501")   # an S3 store that does not know conditional writes
+
+
 class _S3Store:
     """The lease as an S3 object; its version is the ETag (conditional PUT and DELETE)."""
 
@@ -236,9 +248,19 @@ class _S3Store:
             # 412: the condition failed; 409: a concurrent conditional write won the race
             if self._code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 return None
+            if cond and self._code(e) in _UNSUPPORTED:
+                return self._unconditional(data, cond)
             raise self._fail(e) from e
         except BotoCoreError as e:
             raise self._fail(e) from e
+
+    def _unconditional(self, data: bytes, cond: dict[str, str]) -> Any:
+        """A store without conditional writes: check the condition with a read, then a plain PUT
+        (a race between the two remains possible there; AWS S3 and MinIO have conditional writes)."""
+        got = self.read()
+        if (got is not None) if "IfNoneMatch" in cond else (got is None or got[1] != cond["IfMatch"]):
+            return None
+        return self._put(data)
 
     def create(self, data: bytes) -> Any:
         return self._put(data, IfNoneMatch="*")
@@ -254,6 +276,12 @@ class _S3Store:
         except ClientError as e:
             if self._code(e) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
                 return None
+            if self._code(e) in _UNSUPPORTED:
+                got = self.read()
+                if got is None or got[1] != version:
+                    return None
+                self._client().delete_object(Bucket=self.bucket, Key=self.key)
+                return True
             raise self._fail(e) from e
         except BotoCoreError as e:
             raise self._fail(e) from e
@@ -291,22 +319,21 @@ class Lease:
         self.owned = False                    # this process created the lease (removes it at release)
         self.lost = False                     # another run took it over while this one ran
         self._store = _store(self.uri)
-        self._version: Any = None
-        self._holder: Holder | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- taking it
-    def _mine(self, started: float | None = None) -> Holder:
+    def _mine(self) -> Holder:
         now = time.time()
-        return Holder(run_id=self.run_id, host=socket.gethostname(), pid=os.getpid(),
-                      started=now if started is None else started, heartbeat=now, token=uuid.uuid4().hex)
+        return Holder(run_id=self.run_id, host=socket.gethostname(), pid=os.getpid(), started=now, heartbeat=now,
+                      token=uuid.uuid4().hex, pid_ns=_pid_ns())
 
     def stale(self, holder: Holder, now: float | None = None) -> str | None:
         """Why ``holder`` no longer counts (None: it is live)."""
         if holder.age(now) > self.stale_after:
             return f"no heartbeat for {holder.age(now):.0f} s (stale after {self.stale_after:.0f} s, {STALE_ENV})"
-        if holder.host == socket.gethostname() and not _pid_alive(holder.pid):
+        same_pids = holder.host == socket.gethostname() and holder.pid_ns == _pid_ns()
+        if same_pids and not _pid_alive(holder.pid):
             return f"its pid {holder.pid} is no longer running on this host"
         return None
 
@@ -323,13 +350,13 @@ class Lease:
                 mine = self._mine()
                 version = self._store.create(mine.dumps())
                 if version is not None:
-                    self._took(mine, version, owned=True)
+                    self._took(owned=True)
                     return self
                 continue                                      # another run created it first
             data, version, mtime = got
             holder = Holder.loads(data, mtime)
             if holder.run_id == self.run_id:                  # a process of this same run
-                self._took(holder, version, owned=False)
+                self._took(owned=False)
                 return self
             why = self.stale(holder)
             if why is None:
@@ -338,13 +365,13 @@ class Lease:
             new_version = self._store.swap(mine.dumps(), version)
             if new_version is not None:
                 self.log(f"took over the stale lease of the {self.what} {self.root} from {holder.describe()}: {why}")
-                self._took(mine, new_version, owned=True)
+                self._took(owned=True)
                 return self
         raise DnaError(f"cannot take the lease {self.uri}: it changed 20 times while this run tried; "
                        "several runs are starting on this root at once")
 
-    def _took(self, holder: Holder, version: Any, owned: bool) -> None:
-        self._holder, self._version, self.owned = holder, version, owned
+    def _took(self, owned: bool) -> None:
+        self.owned = owned
         if not owned:
             self.refresh()                                    # a joiner's start is a heartbeat too
         self._thread = threading.Thread(target=self._beat, name=f"dna-lease {self.root}", daemon=True)
@@ -364,9 +391,7 @@ class Lease:
                              "this run no longer owns the root")
                 return False
             beat = Holder(**{**asdict(holder), "heartbeat": time.time()})
-            version = self._store.swap(beat.dumps(), got[1])
-            if version is not None:
-                self._holder, self._version = beat, version
+            if self._store.swap(beat.dumps(), got[1]) is not None:
                 return True
         return True                                           # busy with other heartbeats of this run
 

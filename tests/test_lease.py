@@ -20,6 +20,7 @@ from dna.lease import (
     Holder,
     Lease,
     LeaseHeld,
+    _pid_ns,
     check_stored_config,
     differing_keys,
     lease_uri,
@@ -67,8 +68,13 @@ def test_stale_lease_is_taken_over_and_says_so(tmp_path):
     assert len(logs) == 1 and "took over the stale lease" in logs[0] and "old-run" in logs[0]
     assert "no heartbeat for" in logs[0]
 
+    # fresh heartbeat, same host name, but another pid namespace (a container): its pid says nothing
+    pid = dead_pid()
+    write_holder(root, host=socket.gethostname(), pid=pid, heartbeat=time.time(), pid_ns="pid:[1]")
+    with pytest.raises(LeaseHeld, match="old-run"):
+        Lease(root, "run-newer", log=quiet([])).acquire()
     # fresh heartbeat, but its pid is dead on this very host: taken over too
-    write_holder(root, host=socket.gethostname(), pid=dead_pid(), heartbeat=time.time())
+    write_holder(root, host=socket.gethostname(), pid=pid, heartbeat=time.time(), pid_ns=_pid_ns())
     logs.clear()
     with Lease(root, "run-newer", log=logs.append):
         assert read_holder(root).run_id == "run-newer"
@@ -291,3 +297,36 @@ def test_kfp_tasks_get_the_pipeline_run_id_and_the_reuse_flag(tmp_path):
         assert {"fieldPath": "metadata.labels['pipeline/runid']", "name": "DNA_RUN_ID"} in ex["fieldPathAsEnv"], name
     assert spec["root"]["inputDefinitions"]["parameters"]["reuse_root"]["defaultValue"] is True
     assert "reuse_root" in spec["components"]["comp-prepare-data"]["inputDefinitions"]["parameters"]
+
+
+def test_s3_store_without_conditional_writes_falls_back_to_read_then_put(s3_bucket, monkeypatch):  # noqa: F811
+    """An S3 store answering conditional writes with NotImplemented still gets a working lease."""
+    from botocore.exceptions import ClientError
+
+    from dna import lease as lease_mod
+
+    real = lease_mod._S3Store._client
+    calls: list[str] = []
+
+    class NoConditions:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            method = getattr(self.client, name)
+
+            def call(**kw):
+                if name in ("put_object", "delete_object") and ({"IfMatch", "IfNoneMatch"} & set(kw)):
+                    calls.append(name)
+                    raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, name)
+                return method(**kw)
+            return call
+
+    monkeypatch.setattr(lease_mod._S3Store, "_client", lambda self: NoConditions(real(self)))
+    root = f"{s3_bucket}/runs/old-store"
+    with Lease(root, "run-a", log=quiet([])) as a:
+        with pytest.raises(LeaseHeld, match="run-a"):
+            Lease(root, "run-b", log=quiet([])).acquire()
+        assert a.refresh() and read_holder(root).run_id == "run-a"
+    assert read_holder(root) is None
+    assert {"put_object", "delete_object"} <= set(calls)
