@@ -65,11 +65,31 @@ def load_config(run_config: str):
     if not isinstance(d, dict):
         raise DnaError("run_config must be a JSON object (dna.generation.RunConfig)")
     cfg = RunConfig.from_dict(d)
+    hold_root(cfg.root)
     if cfg.root:  # every stage starts here: clear what writers killed in earlier stages left
         from dna import storage
 
         storage.sweep_stale(cfg.root)
     return cfg
+
+
+_leases: dict[str, Any] = {}
+
+
+def hold_root(root: str) -> None:
+    """Join or take the run root's lease (``dna.lease``) for this task's process, as the run
+    ``DNA_RUN_ID`` names (the local driver's run; in KFP the pipeline run's id, from the pod's
+    label); without a run id, only refuse a root another live run holds. Kept fresh until the
+    process ends; never removed here (the driver that created it does, or it goes stale)."""
+    from dna import lease
+
+    if not root or root in _leases:
+        return
+    run_id = lease.env_run_id()
+    if run_id is None:
+        lease.check_free(root, log=log)
+        return
+    _leases[root] = lease.Lease(root, run_id, log=log).acquire()
 
 
 def resolve_root(root: str, run_id: str) -> str:

@@ -8,10 +8,11 @@ from components.settings import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def prepare_data(run_config: str, generations: int, run_id: str, data: Output[Dataset],
-                 report: Output[Markdown]) -> str:
+                 report: Output[Markdown], reuse_root: bool = False) -> str:
     """Check the run config (``dna.generation.RunConfig`` JSON) before any work, resolve its run
-    root (empty: ``$DNA_RUN_ROOT/<run id>``), store it as ``<root>/config.json`` and describe the
-    data set. Returns the resolved run config JSON that every later stage takes."""
+    root (empty: ``$DNA_RUN_ROOT/<run id>``), take its lease, store the config as
+    ``<root>/config.json`` (a root holding another config is refused unless ``reuse_root``) and
+    describe the data set. Returns the resolved run config JSON that every later stage takes."""
     import dataclasses
 
     from components import _runtime as rt
@@ -19,17 +20,15 @@ def prepare_data(run_config: str, generations: int, run_id: str, data: Output[Da
     from dna import storage
     from dna.data import class_names
     from dna.layout import run_files
-    from dna.run_summary import read_optional_json
+    from dna.lease import check_stored_config
 
     rt.setup()
     cfg = rt.load_config(run_config)
     cfg = dataclasses.replace(cfg, root=rt.resolve_root(cfg.root, run_id), generations=generations)
     cfg.validate()                  # here, in the cluster, the URIs are opened too
+    rt.hold_root(cfg.root)
     config_uri = run_files(cfg.root).config
-    stored = read_optional_json(config_uri)
-    if stored is not None and stored != cfg.to_dict():
-        rt.log(f"{config_uri} holds another config: outputs already stored under the root are reused "
-               "where their stage finds them")
+    check_stored_config(config_uri, cfg.to_dict(), reuse_root, rt.log)
     storage.write_json(cfg.to_dict(), config_uri)
     classes = class_names(cfg.data)
     sizes = None

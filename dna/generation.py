@@ -401,12 +401,22 @@ def transfer_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str 
 
 
 # ----- the loop ---------------------------------------------------------------------------------
-def run(cfg: RunConfig, log: Callable[[str], Any] = print) -> dict:
-    """All generations in this process; every step resumes from what the run root holds. Returns
-    the run summary (:func:`dna.run_summary.write_summary`, also the pipelines' summary.json)."""
-    from dna.run_summary import write_summary
+def run(cfg: RunConfig, log: Callable[[str], Any] = print, reuse_root: bool = False) -> dict:
+    """All generations in this process, holding the root's lease (``dna.lease``); every step
+    resumes from what the run root holds (a root holding another config is refused unless
+    ``reuse_root``). Returns the run summary (:func:`dna.run_summary.write_summary`, also the
+    pipelines' summary.json)."""
+    from dna.lease import Lease, check_stored_config
 
     cfg.validate()
+    with Lease(cfg.root, log=log):
+        check_stored_config(run_files(cfg.root).config, cfg.to_dict(), reuse_root, log)
+        return _run(cfg, log)
+
+
+def _run(cfg: RunConfig, log: Callable[[str], Any]) -> dict:
+    from dna.run_summary import write_summary
+
     t0 = time.time()
     storage.sweep_stale(cfg.root)  # temp files and uploads that killed writers left
     storage.write_json(cfg.to_dict(), run_files(cfg.root).config)

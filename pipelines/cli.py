@@ -10,6 +10,7 @@
 """
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from pipelines.flags import UsageError, make_parser
 from pipelines.local_run import run_local
 from pipelines.plan import Extras, make_plan
 from pipelines.render import format_summary
+from pipelines.stop import Interrupted, interrupted_line
 from pipelines.submit import compile_pipeline, make_client, schedule, submit
 
 
@@ -70,6 +72,15 @@ def main(argv: Sequence[str] | None, prog: str, description: str,
         try:
             summary = run_local(pipeline_func, plan.arguments, plan.run_config["root"],
                                 log=lambda m: print(m, file=out, flush=True), verbose=args.verbose)
+        except Interrupted as exc:
+            print(interrupted_line(exc, plan.run_config["root"]), file=sys.stderr, flush=True)
+            return exc.exit_code
+        except KeyboardInterrupt:                   # Ctrl-C before the task handlers were in place
+            print(interrupted_line(Interrupted(signal.SIGINT), plan.run_config["root"]), file=sys.stderr)
+            return 130
+        except DnaError as exc:                     # e.g. the root's lease is another run's
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except RuntimeError as exc:
             print(f"error: {redact(exc)}\nthe run root {redact(plan.run_config['root'])} keeps every finished stage: run the same "
                   "command with --root to resume", file=sys.stderr)

@@ -27,6 +27,9 @@ def make_parser(prog: str, description: str, generations_flag: bool,
                      help="run root URI (local folder or s3://bucket/prefix) holding every artifact; default "
                           "./runs/<timestamp> locally, $DNA_RUN_ROOT/<run id> in the cluster. The same root "
                           "again resumes a half-finished run and reuses finished stages")
+    run.add_argument("--reuse-root", action="store_true",
+                     help="run on a --root whose stored config.json differs from this run's (else refused, "
+                          "naming the differing keys): its finished stages are reused as they are")
     run.add_argument("--data", default=None, help="data: builtin:shapes or an ImageFolder root (local or s3://)")
     run.add_argument("--teacher", default=None,
                      help="generation-0 teacher: 'tiny', a timm model name or an architecture .json URI")

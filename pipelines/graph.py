@@ -104,6 +104,8 @@ def configure(task, p: Params, opts: BuildOptions, heavy: bool = False, gpus=Non
     kubernetes.use_config_map_as_env(task, config_map_name=opts.config_map,
                                      config_map_key_to_env=settings.SETTINGS_ENV, optional=True)
     harden(task)
+    # the run's id (the pod label KFP sets) joins every task to the run root's lease (dna.lease)
+    kubernetes.use_field_path_as_env(task, env_name="DNA_RUN_ID", field_path="metadata.labels['pipeline/runid']")
     if opts.pvc_mount:
         kubernetes.mount_pvc(task, pvc_name=p.pvc_name, mount_path=opts.pvc_mount)
     if heavy:
@@ -190,11 +192,12 @@ def build_pipeline(name: str, generations: int, opts: BuildOptions | None = None
         tolerations: list = [],  # noqa: B006
         pvc_name: str = "",
         scale_retrain: str = "",
+        reuse_root: bool = False,
     ) -> dsl.Artifact:
         p = Params(gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
                    node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
         prep = configure(prepare_data(run_config=run_config, generations=generations,
-                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), p, opts)
+                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, reuse_root=reuse_root), p, opts)
         prep.set_display_name("prepare data")
         cfg = prep.outputs["Output"]
         t0 = configure(train_teacher(run_config=cfg, generation=0, data=prep.outputs["data"]), p, opts,
@@ -248,11 +251,12 @@ def build_pp_pipeline(name: str, opts: BuildOptions | None = None, description: 
         node_selector: dict = {},  # noqa: B006 (KFP reads the default; never mutated)
         tolerations: list = [],  # noqa: B006
         pvc_name: str = "",
+        reuse_root: bool = False,
     ) -> dsl.Artifact:
         p = Params(gpus=gpus, accelerator_type=accelerator_type, storage_secret=storage_secret,
                    node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name)
-        prep = configure(prepare_data(run_config=run_config, generations=1,
-                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), p, opts)
+        prep = configure(prepare_data(run_config=run_config, generations=1, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                      reuse_root=reuse_root), p, opts)
         prep.set_display_name("prepare data")
         cfg = prep.outputs["Output"]
         sn = configure(train_pp_supernet(run_config=cfg, pp_config=pp_config, data=prep.outputs["data"]), p, opts,

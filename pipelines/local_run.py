@@ -42,7 +42,46 @@ class _HideExecutorInput:
 
 def run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callable[[str], Any] = print,
               verbose: bool = False) -> dict:
-    """The whole pipeline here, on KFP's local runner; returns the run's summary.json."""
+    """The whole pipeline here, on KFP's local runner, holding the root's lease (``dna.lease``);
+    returns the run's summary.json. SIGINT/SIGTERM raise :class:`pipelines.stop.Interrupted`
+    once every task subprocess group has ended."""
+    from dna.lease import RUN_ID_ENV, Lease, new_run_id
+    from pipelines.stop import task_groups
+
+    run_id = new_run_id()
+    with Lease(root, run_id, log=log):
+        check_root_config(arguments, root, log)
+        previous = os.environ.get(RUN_ID_ENV)
+        os.environ[RUN_ID_ENV] = run_id          # the tasks join this run's lease
+        try:
+            with task_groups():
+                return _run_local(pipeline_func, arguments, root, log, verbose)
+        finally:
+            if previous is None:
+                os.environ.pop(RUN_ID_ENV, None)
+            else:
+                os.environ[RUN_ID_ENV] = previous
+
+
+def check_root_config(arguments: dict[str, Any], root: str, log: Callable[[str], Any]) -> None:
+    """Refuse a root holding another run's config.json before any task starts (``prepare_data``
+    checks it again), unless ``reuse_root``."""
+    if "run_config" not in arguments:
+        return
+    import dataclasses
+    import json
+
+    from dna.generation import RunConfig
+    from dna.layout import run_files
+    from dna.lease import check_stored_config
+
+    cfg = RunConfig.from_dict(json.loads(arguments["run_config"]))
+    cfg = dataclasses.replace(cfg, root=root).validate()
+    check_stored_config(run_files(root).config, cfg.to_dict(), bool(arguments.get("reuse_root")), log)
+
+
+def _run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callable[[str], Any],
+               verbose: bool) -> dict:
     import kfp.local
 
     from dna import storage

@@ -42,6 +42,8 @@ def pipeline_arguments(args: argparse.Namespace, run_config_json: str,
     from pipelines.store_check import check_ray_address
 
     check_ray_address(params["ray_address"])
+    if getattr(args, "reuse_root", False):
+        params["reuse_root"] = True
     params["run_config"] = run_config_json
     return params
 

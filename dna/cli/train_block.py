@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from dna.cli._common import add_data_arguments, add_teacher_arguments, data_config, teacher_config
 from dna.layout import block_dir
+from dna.lease import Lease
 from dna.train.block import BlockTrainConfig, train_block
 
 HELP = "train one block's student supernet against the frozen teacher (checkpoints; resumes)"
@@ -28,5 +31,7 @@ def run(args) -> dict:
         teacher=teacher_config(args), data=data_config(args), epochs=args.epochs, lr=args.lr,
         lr_decay=args.lr_decay, max_steps_per_epoch=args.max_steps, seed=args.seed, device=args.device,
     )
-    metrics = train_block(cfg)
+    # two trainings of one block would overwrite each other's checkpoint every epoch
+    with Lease(cfg.out, what="block folder", log=lambda m: print(m, file=sys.stderr)):
+        metrics = train_block(cfg)
     return {k: v for k, v in metrics.items() if k != "history"} | {"out": cfg.out}
