@@ -6,6 +6,7 @@ from dna.cli._common import add_data_arguments, add_teacher_arguments, data_conf
 from dna.layout import block_dir
 from dna.train.block import BlockTrainConfig, train_block
 
+OUTPUTS = ("supernets",)  # checked writable before training (dna.cli._preflight)
 HELP = "train one block's student supernet against the frozen teacher (checkpoints; resumes)"
 
 

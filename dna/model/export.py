@@ -26,6 +26,45 @@ FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 18
 
 
+def onnx_opsets() -> tuple[int, int, str]:
+    """(lowest, highest, exporter) ONNX opsets the installed ``torch.onnx`` exports: from its
+    ``ONNX_MIN_OPSET`` up to ``ONNX_MAX_OPSET`` with the ``torch.export`` exporter (onnxscript
+    installed; below its torchlib opset it converts versions, checked after the export), or up to
+    the legacy exporter's own maximum."""
+    from torch.onnx import _constants
+
+    low = int(_constants.ONNX_MIN_OPSET)
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        high = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+        return low, int(high), "torchscript-legacy"
+    return low, int(_constants.ONNX_MAX_OPSET), "dynamo"
+
+
+def _check_written_opset(data: bytes, opset: int) -> None:
+    """The exporter keeps its own opset when a version conversion fails (with a log line only):
+    an ONNX file of another opset than asked for is an error, not a silent success."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    got = [o.version for o in onnx.load_model_from_string(data).opset_import if o.domain in ("", "ai.onnx")]
+    if got and got[0] != opset:
+        low, high, exporter = onnx_opsets()
+        raise DnaError(f"opset {opset}: the {exporter} exporter wrote opset {got[0]} instead (its version "
+                       f"conversion failed); choose an opset the model converts to, e.g. {max(low, 18)}..{high}")
+
+
+def check_opset(opset) -> int:
+    """``opset`` when the installed exporter supports it, else a DnaError naming the range."""
+    low, high, exporter = onnx_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise DnaError(f"opset {opset!r}: expected an integer in {low}..{high} (what the installed "
+                       f"torch.onnx {exporter} exporter supports)")
+    return opset
+
+
 def _load_checkpoint(uri: str) -> tuple[dict, dict]:
     """(state dict, metadata) from a raw state dict or a ``{"model": ..., ...}`` checkpoint."""
     from dna import storage
@@ -187,6 +226,8 @@ def export_model(
         raise DnaError(f"resolution {resolution!r} must be a positive integer")
     if not out_uri:
         raise DnaError("no output URI given")
+    if fmt == "onnx":
+        check_opset(opset)
     if checkpoint:
         storage.check_readable(checkpoint)
 
@@ -201,6 +242,7 @@ def export_model(
             data, how = _to_torchscript(model, example)
         else:
             data, how = _to_onnx(model, example, opset)
+            _check_written_opset(data, opset)
     storage.write_bytes(data, out_uri)
     result: dict[str, Any] = {
         "out": out_uri,
