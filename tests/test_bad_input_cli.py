@@ -259,6 +259,9 @@ CASES = [
      lambda f: "broken.png"),
     ("rate-data-missing", lambda f: ["rate", "--supernets", f.tmp, "--out", f.tmp + "/s", "--data", f.tmp + "/none"],
      lambda f: f.tmp + "/none"),
+    ("rate-rating-size-over-images",
+     lambda f: ["rate", "--supernets", f.tmp, "--out", f.tmp + "/s", "--data", f.noval, "--rating-size", "5"],
+     lambda f: "rating_size 5"),
     ("rate-out-readonly", lambda f: ["rate", "--supernets", f.tmp, "--out", RO], lambda f: RO),
     # ----- train-block
     ("train-block-epochs-0", lambda f: ["train-block", "--block", "0", "--supernets", f.tmp, "--epochs", "0"],
@@ -411,6 +414,24 @@ def test_unreadable_data_folder(fx, capsys, monkeypatch):
     monkeypatch.setattr(imf, "_filesystem", lambda uri: (Denied(real(uri)[0]), real(uri)[1]))
     rc, err = run_cli(["rate", "--supernets", fx.tmp, "--out", fx.tmp + "/s", "--data", fx.noval], capsys)
     assert rc == 2 and "Permission denied" in err and fx.noval in err and "Traceback" not in err, err
+
+
+def test_library_calls_name_the_bad_column():
+    """The same checks hold for tables handed to the search directly (not read from a URI)."""
+    from dna.errors import DnaError
+    from dna.search.traversal import search
+
+    table = make_table(_rows(), _meta())
+    bad = table.set_column(table.schema.get_field_index("loss"), "loss",
+                           pa.array(["low"] * table.num_rows))
+    with pytest.raises(DnaError, match="column 'loss' has type string"):
+        search(bad, _meta())
+    with pytest.raises(DnaError, match="fixed_flops=-1"):
+        search(table, _meta(fixed={"params": 1000, "flops": -1}))
+    rows = _rows()
+    rows["params"][3] = "many"
+    with pytest.raises(DnaError, match="scores column 'params'"):
+        make_table(rows, _meta())
 
 
 def test_good_inputs_still_work(fx, capsys):

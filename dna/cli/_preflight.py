@@ -172,13 +172,14 @@ def check_outputs(args: argparse.Namespace, dests: tuple[str, ...], parser: argp
 # Data
 
 
-def check_data(uri: str | None, splits: tuple[str, ...] = ("train",)) -> None:
-    """An ImageFolder root (not ``builtin:``) is listed and one image per split decoded."""
+def check_data(uri: str | None, splits: tuple[str, ...] = ("train",), rating_size: int | None = None) -> None:
+    """An ImageFolder root (not ``builtin:``) is listed and one image per split decoded; with
+    ``rating_size``, its train split must hold that many images out for rating."""
     if not isinstance(uri, str) or not uri or uri.startswith("builtin:"):
         return
     from dna.data.imagefolder import check_folder
 
-    check_folder(uri, splits)
+    check_folder(uri, splits, rating_size)
 
 
 def run_checks(module, parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -191,5 +192,10 @@ def run_checks(module, parser: argparse.ArgumentParser, args: argparse.Namespace
         own(args)
     check_outputs(args, getattr(module, "OUTPUTS", ("out",)), parser)
     splits = getattr(module, "DATA_SPLITS", ("train",))
-    if splits is not None:
-        check_data(getattr(args, "data", None), splits)
+    if splits is not None and hasattr(args, "data"):
+        rating = getattr(args, "rating_size", None)
+        if rating is None and hasattr(args, "rating_size"):
+            from dna.data import DataConfig
+
+            rating = DataConfig.rating_size  # what the stage will hold out of an ImageFolder
+        check_data(args.data, splits, rating)

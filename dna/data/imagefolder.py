@@ -90,9 +90,10 @@ def _class_folders(root: str, split: str):
     return fs, split_path, found
 
 
-def check_folder(root: str, splits: Sequence[str] = ("train",)) -> dict[str, int]:
+def check_folder(root: str, splits: Sequence[str] = ("train",), rating_size: int | None = None) -> dict[str, int]:
     """List each split of ``root`` and decode its first image, so an empty, unreadable or corrupt
-    data folder fails before any work (later splits must use the train split's classes).
+    data folder fails before any work (later splits must use the train split's classes); with
+    ``rating_size``, the train split must have that many images to hold out for rating.
 
     Returns split -> number of images. Raises :class:`DnaError` naming the folder or file.
     """
@@ -109,6 +110,10 @@ def check_folder(root: str, splits: Sequence[str] = ("train",)) -> dict[str, int
         classes = classes or listing.classes
         ImageFolderDataset(listing, indices=[0]).load(0)
         counts[split] = len(listing)
+        if split == "train":
+            train = listing
+    if rating_size is not None and "train" in counts:
+        rating_holdout(train.targets, len(train.classes), rating_size, 0)
     return counts
 
 

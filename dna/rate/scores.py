@@ -107,7 +107,16 @@ def make_table(rows: dict[str, list], meta: ScoresMeta) -> pa.Table:
         if name in rows:
             fields.append(pa.field(name, typ))
     schema = pa.schema(fields, metadata=meta.to_metadata())
-    return pa.Table.from_pydict({f.name: rows[f.name] for f in fields}, schema=schema)
+    missing = [f.name for f in fields if f.name not in rows]
+    if missing:
+        raise DnaError(f"scores rows lack columns {missing}; expected columns {[f.name for f in fields]}")
+    arrays = []
+    for f in fields:
+        try:
+            arrays.append(pa.array(rows[f.name], type=f.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            raise DnaError(f"scores column {f.name!r}: values do not fit {f.type} ({exc})") from None
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def write_scores(table: pa.Table, uri: str, partitioned: bool = False) -> str:
@@ -126,22 +135,25 @@ def read_scores(uri: str) -> tuple[pa.Table, ScoresMeta]:
     check_partitions(uri)
     table = storage.read_table(uri)
     meta = ScoresMeta.from_metadata(table.schema.metadata, uri)
-    # Partition columns come back as dictionary/int types: cast to the contract schema.
+    out = conform(table, uri).sort_by([("block", "ascending"), ("cell", "ascending"), ("ops", "ascending"),
+                       ("in_channels", "ascending")])
+    validate(out, uri)
+    return out, meta
+
+
+def conform(table: pa.Table, uri: str = "") -> pa.Table:
+    """The contract columns of ``table`` in the contract types (partition columns come back as
+    dictionary/int types; a foreign writer may use others), metadata kept; a missing column or
+    one of the wrong kind is an error naming it."""
     cols = {}
     for f in SCHEMA:
         if f.name not in table.column_names:
-            raise DnaError(
-                f"scores table {uri}: missing column {f.name!r}; expected columns {SCHEMA.names}"
-            )
+            raise DnaError(f"scores table {uri}: missing column {f.name!r}; expected columns {SCHEMA.names}")
         cols[f.name] = _cast(table.column(f.name), f.name, f.type, uri)
     for name, typ in OPTIONAL.items():
         if name in table.column_names:
             cols[name] = _cast(table.column(name), name, typ, uri)
-    out = pa.table(cols).replace_schema_metadata(table.schema.metadata)
-    out = out.sort_by([("block", "ascending"), ("cell", "ascending"), ("ops", "ascending"),
-                       ("in_channels", "ascending")])
-    validate(out, uri)
-    return out, meta
+    return pa.table(cols).replace_schema_metadata(table.schema.metadata)
 
 
 def _cast(col, name: str, typ, uri: str):

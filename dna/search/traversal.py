@@ -54,7 +54,7 @@ from dna.cost_registry import (
 )
 from dna.cost_registry import COSTS as REGISTRY
 from dna.errors import DnaError
-from dna.rate.scores import SCHEMA, ScoresMeta, validate
+from dna.rate.scores import ScoresMeta, conform, validate
 from dna.space import BlockChoice, get_family, get_space
 
 COSTS = NAMES                                                  # every cost a search can limit
@@ -99,13 +99,9 @@ class Problem:
     def __init__(self, table: pa.Table, meta: ScoresMeta):
         if not isinstance(meta, ScoresMeta):
             raise DnaError(f"expected a ScoresMeta, got {type(meta).__name__}")
+        meta.check()
+        table = conform(table)  # e.g. dictionary-typed partition columns of a dataset read directly
         validate(table)
-        for f in SCHEMA:  # e.g. dictionary-typed partition columns of a dataset read directly
-            col = table.column(f.name)
-            if col.type != f.type:
-                if pa.types.is_dictionary(col.type):
-                    col = col.cast(col.type.value_type)
-                table = table.set_column(table.schema.get_field_index(f.name), f.name, col.cast(f.type))
         table = table.sort_by([("block", "ascending"), ("cell", "ascending"), ("ops", "ascending"),
                                ("in_channels", "ascending")])
         self.table = table
