@@ -21,6 +21,7 @@ import pytest
 from dna.cli import main
 from dna.rate.scores import ScoresMeta, make_table, write_scores
 from dna.space.mbconv import Block, Cell, MBConvSpace
+from tests.s3fixture import s3_bucket  # noqa: F401
 
 OPS = ("k3e3", "k3e6")
 # 3 blocks, 48 architectures: small enough to ask for more than all of them
@@ -132,6 +133,16 @@ def fx(tmp_path_factory):
     f.space_c0 = p("space_c0.json")
     with open(f.space_c0, "w") as fh:
         json.dump(bad_space, fh)
+    from dna.space import get_space
+
+    vit = get_space("vit-tiny").to_json()
+    for key, path in {"vit_h0": "h0-r2-d1", "vit_x": "h2-r2-d1-x3"}.items():
+        setattr(f, key, p(f"{key}.json"))
+        with open(getattr(f, key), "w") as fh:
+            json.dump({"space": vit, "arch_def": [path] * len(vit["blocks"])}, fh)
+    f.vit_res = p("vit_res.json")
+    with open(f.vit_res, "w") as fh:
+        json.dump({**vit, "resolution": 100000}, fh)
     bad_space = SPACE.to_json()
     bad_space["ops"] = ["k3e3", "k4e6"]
     f.space_op = p("space_op.json")
@@ -201,6 +212,8 @@ CASES = [
     ("build-bad-activation", lambda f: ["build", f.nfoo], lambda f: "'nfoo'"),
     ("build-option-twice", lambda f: ["build", f.twice], lambda f: "'k' given twice"),
     ("build-ds-expansion", lambda f: ["build", f.ds_e6], lambda f: "'e6'"),
+    ("build-vit-zero-heads", lambda f: ["build", f.vit_h0], lambda f: "'h0-r2-d1'"),
+    ("build-vit-unknown-part", lambda f: ["build", f.vit_x], lambda f: "'h2-r2-d1-x3'"),
     ("build-resolution-huge", lambda f: ["build", f.ok, "--resolution", "100000"], lambda f: "--resolution 100000"),
     ("build-num-classes-0", lambda f: ["build", f.ok, "--num-classes", "0"], lambda f: "--num-classes 0"),
     ("build-seed-negative", lambda f: ["build", f.ok, "--seed", "-1"], lambda f: "--seed -1"),
@@ -240,6 +253,7 @@ CASES = [
     # ----- space
     ("space-unknown", lambda f: ["space", "no-such-space"], lambda f: "'no-such-space'"),
     ("space-zero-channels", lambda f: ["space", f.space_c0], lambda f: "channels=0"),
+    ("space-resolution-huge", lambda f: ["space", f.vit_res], lambda f: "resolution=100000"),
     ("space-bad-op", lambda f: ["space", f.space_op], lambda f: "'k4e6'"),
     # ----- rate
     ("rate-calib-negative", lambda f: ["rate", "--supernets", f.tmp, "--out", f.tmp + "/s", "--calib-batches", "-1"],
@@ -467,14 +481,82 @@ def test_timm_block_strings_all_accepted():
 # ----- a few through the real entry point ----------------------------------------------------
 
 
-@pytest.mark.parametrize("argv,expect", [
+SUBPROCESS = [
     (lambda f: ["build", f.e0], "'e0'"),
     (lambda f: ["search", f.good, "--top-k", "0"], "--top-k 0"),
-], ids=["build-e0", "search-top-k"])
-def test_subprocess(fx, argv, expect):
+    (lambda f: ["rate", "--supernets", f.tmp, "--out", f.tmp + "/s", "--data", f.corrupt], "broken.png"),
+]
+
+
+def test_subprocess_entry_point(fx):
+    """``python -m dna``: exit 2, no traceback (the three run side by side to keep the file fast)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "dna", *argv(fx)], capture_output=True, text=True,
-                          timeout=120, env=env)
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert expect in proc.stderr
+    procs = [subprocess.Popen([sys.executable, "-m", "dna", *argv(fx)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for argv, _ in SUBPROCESS]
+    try:
+        results = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err), (_, expect) in zip(procs, results, SUBPROCESS, strict=True):
+        assert p.returncode == 2, err
+        assert "Traceback" not in err
+        assert expect in err, err
+
+
+# ----- OS and pyarrow errors, S3 --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exc,expect", [
+    (PermissionError(13, "Permission denied", "/data/out/part-0.parquet"), "Permission denied"),
+    (pa.ArrowInvalid("Column 'params' cannot be cast"), "ArrowInvalid"),
+])
+def test_os_and_pyarrow_errors_are_one_line(fx, capsys, monkeypatch, exc, expect):
+    import dna.cli.space
+
+    def fail(args):
+        raise exc
+
+    monkeypatch.setattr(dna.cli.space, "run", fail)
+    rc, err = run_cli(["space", "mbconv-tiny"], capsys)
+    assert rc == 2 and expect in err and "Traceback" not in err, err
+    if isinstance(exc, OSError):
+        assert exc.filename in err
+
+
+def test_other_errors_keep_their_traceback(monkeypatch):
+    """Only bad input is reported as exit 2; a bug still shows where it is."""
+    import dna.cli.space
+
+    def fail(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(dna.cli.space, "run", fail)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["space", "mbconv-tiny"])
+
+
+def test_s3_inputs_and_outputs(fx, capsys, monkeypatch, s3_bucket):  # noqa: F811
+    import dna.rate.scores
+    from dna import storage
+
+    real_read = dna.rate.scores.read_scores
+    monkeypatch.setattr(dna.rate.scores, "read_scores", lambda uri: pytest.fail("the search ran"))
+    rc, err = run_cli(["search", fx.good, "--out", s3_bucket + "-missing/arch.json"], capsys)
+    assert rc == 2 and s3_bucket[5:] + "-missing" in err and "does not exist" in err, err
+    monkeypatch.setattr(dna.rate.scores, "read_scores", real_read)
+
+    table = make_table(_rows(), _meta())
+    mixed = s3_bucket + "/scores"
+    write_scores(table, mixed, partitioned=True)
+    t = table.to_pydict()
+    block2 = [i for i in range(table.num_rows) if t["block"][i] == 2]
+    write_scores(make_table(table.take(pa.array(block2)).to_pydict(), _meta(generation=3)), mixed,
+                 partitioned=True)
+    rc, err = run_cli(["search", mixed], capsys)
+    assert rc == 2 and "differ in 'generation'" in err and "'3'" in err, err
+
+    storage.write_bytes(b"not an image", s3_bucket + "/data/train/cat/broken.png")
+    rc, err = run_cli(["rate", "--supernets", fx.tmp, "--out", fx.tmp + "/s", "--data", s3_bucket + "/data"], capsys)
+    assert rc == 2 and "broken.png" in err and "Traceback" not in err, err

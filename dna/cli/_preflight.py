@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from dna.errors import DnaError
+from dna.space.mbconv import MAX_RESOLUTION
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ _STEPS = _int(1, 10**9)
 _SIZE = _int(1, 10_000_000)   # data set sizes (images)
 # dest -> bound. Sizes that allocate memory are bounded from above (resolution, batch, top-k).
 BOUNDS: dict[str, Bound] = {
-    "resolution": _int(8, 1024),
+    "resolution": _int(8, MAX_RESOLUTION),
     "batch_size": _int(1, 8192),
     "num_classes": _int(1, 100_000),
     "seed": _int(0, 2**32 - 1),
