@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from dna.errors import DnaError
+from dna.search.traversal import MAX_TOP_K
 from dna.space.mbconv import MAX_RESOLUTION
 
 
@@ -59,7 +60,7 @@ BOUNDS: dict[str, Bound] = {
     "batch_size": _int(1, 8192),
     "num_classes": _int(1, 100_000),
     "seed": _int(0, 2**32 - 1),
-    "top_k": _int(1, 10_000),
+    "top_k": _int(1, MAX_TOP_K),
     "block": _int(0, 1000),
     "generation": _int(0, 1000),
     "calib_batches": _int(0, 10**6),

@@ -86,7 +86,7 @@ class ScoresMeta:
     def check(self, uri: str = "") -> None:
         """Values a rating can write: positive resolution, generation >= 0, fixed costs finite
         and >= 0 (a negative fixed part would let over-budget architectures pass a limit)."""
-        where = f"scores table {uri}".strip()
+        where = _where(uri)
         if not isinstance(self.space, dict):
             raise DnaError(f"{where}: metadata 'space' is {type(self.space).__name__}, expected a space JSON object")
         if self.resolution < 1:
@@ -135,8 +135,8 @@ def read_scores(uri: str) -> tuple[pa.Table, ScoresMeta]:
     check_partitions(uri)
     table = storage.read_table(uri)
     meta = ScoresMeta.from_metadata(table.schema.metadata, uri)
-    out = conform(table, uri).sort_by([("block", "ascending"), ("cell", "ascending"), ("ops", "ascending"),
-                       ("in_channels", "ascending")])
+    out = conform(table, uri).sort_by([("block", "ascending"), ("cell", "ascending"),
+                                       ("ops", "ascending"), ("in_channels", "ascending")])
     validate(out, uri)
     return out, meta
 
@@ -148,12 +148,16 @@ def conform(table: pa.Table, uri: str = "") -> pa.Table:
     cols = {}
     for f in SCHEMA:
         if f.name not in table.column_names:
-            raise DnaError(f"scores table {uri}: missing column {f.name!r}; expected columns {SCHEMA.names}")
+            raise DnaError(f"{_where(uri)}: missing column {f.name!r}; expected columns {SCHEMA.names}")
         cols[f.name] = _cast(table.column(f.name), f.name, f.type, uri)
     for name, typ in OPTIONAL.items():
         if name in table.column_names:
             cols[name] = _cast(table.column(name), name, typ, uri)
     return pa.table(cols).replace_schema_metadata(table.schema.metadata)
+
+
+def _where(uri: str) -> str:
+    return f"scores table {uri}".strip()
 
 
 def _cast(col, name: str, typ, uri: str):
@@ -164,16 +168,16 @@ def _cast(col, name: str, typ, uri: str):
     if col.type == typ:
         return col
     if pa.types.is_integer(typ) and not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise DnaError(f"scores table {uri}: column {name!r} has type {col.type}, expected {typ} (integers)")
+        raise DnaError(f"{_where(uri)}: column {name!r} has type {col.type}, expected {typ} (integers)")
     if pa.types.is_floating(typ) and not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise DnaError(f"scores table {uri}: column {name!r} has type {col.type}, expected {typ} (numbers)")
+        raise DnaError(f"{_where(uri)}: column {name!r} has type {col.type}, expected {typ} (numbers)")
     if pa.types.is_string(typ) and not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        raise DnaError(f"scores table {uri}: column {name!r} has type {col.type}, expected {typ} "
+        raise DnaError(f"{_where(uri)}: column {name!r} has type {col.type}, expected {typ} "
                        "(op names joined by '-')")
     try:
         return col.cast(typ)  # safe cast: no truncation of fractions, no overflow
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise DnaError(f"scores table {uri}: column {name!r} of type {col.type} does not fit {typ}: "
+        raise DnaError(f"{_where(uri)}: column {name!r} of type {col.type} does not fit {typ}: "
                        f"{str(exc).splitlines()[0]}") from None
 
 

@@ -61,7 +61,7 @@ COSTS = NAMES                                                  # every cost a se
 FRONT_COSTS = tuple(c.name for c in REGISTRY if c.combine == SUM)  # the axes of a Pareto front
 _INF = math.inf
 _CHUNK = 1 << 20  # candidate prefixes materialised at once
-MAX_TOP_K = 10_000  # also the bound of `dna search --top-k` (dna.cli._preflight)
+MAX_TOP_K = 10_000  # the K best are kept per state: bounded, as `dna search --top-k` is
 _EXACT = 2**53    # integer totals above this lose exactness in float comparisons
 
 
