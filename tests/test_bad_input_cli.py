@@ -199,6 +199,7 @@ CASES = [
     ("search-top-k-text", lambda f: ["search", f.good, "--top-k", "many"], lambda f: "'many'"),
     ("search-out-readonly", lambda f: ["search", f.good, "--out", RO + "/arch.json"], lambda f: RO),
     ("search-out-under-file", lambda f: ["search", f.good, "--out", f.a_file + "/arch.json"], lambda f: f.a_file),
+    ("search-out-is-a-folder", lambda f: ["search", f.good, "--out", f.tmp], lambda f: f"{f.tmp!r} is a folder"),
     ("search-max-params-text", lambda f: ["search", f.good, "--max-params", "lots"], lambda f: "'lots'"),
     ("search-lambdas", lambda f: ["search", f.good, "--lambdas", "1,x,1"], lambda f: "'1,x,1'"),
     ("search-missing-file", lambda f: ["search", f.tmp + "/nope.parquet"], lambda f: "nope.parquet"),
@@ -319,6 +320,7 @@ CASES = [
      lambda f: "--steps-per-epoch 0"),
     ("retrain-data-no-val", lambda f: ["retrain", f.ok, "--out", f.tmp + "/rt", "--data", f.noval],
      lambda f: f.noval + "/val"),
+    ("retrain-out-is-a-file", lambda f: ["retrain", f.ok, "--out", f.a_file], lambda f: f"{f.a_file!r} is a file"),
     ("retrain-out-readonly", lambda f: ["retrain", f.ok, "--out", RO], lambda f: RO),
     # ----- transfer
     ("transfer-cls-data-corrupt",

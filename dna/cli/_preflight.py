@@ -132,9 +132,10 @@ def check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 # Output locations
 
 
-def check_writable(uri: str, flag: str = "--out") -> None:
+def check_writable(uri: str, flag: str = "--out", kind: str = "folder") -> None:
     """Fail now, naming ``uri``, when nothing can be written there: a local folder that is
-    read-only or is a file, or an S3 bucket that does not exist."""
+    read-only or is a file, an output ``kind`` ("file" or "folder") where the other exists, or an
+    S3 bucket that does not exist."""
     from dna import storage
 
     if storage.is_s3(uri):
@@ -144,6 +145,10 @@ def check_writable(uri: str, flag: str = "--out") -> None:
     if path is None:
         return
     path = os.path.abspath(os.path.expanduser(path))
+    if kind == "file" and os.path.isdir(path):
+        raise DnaError(f"{flag} {uri!r} is a folder, expected a file name to write")
+    if kind == "folder" and os.path.exists(path) and not os.path.isdir(path):
+        raise DnaError(f"{flag} {uri!r} is a file, expected a folder to write into")
     probe_dir = path if os.path.isdir(path) else os.path.dirname(path)
     while not os.path.exists(probe_dir):
         parent = os.path.dirname(probe_dir)
@@ -162,12 +167,14 @@ def check_writable(uri: str, flag: str = "--out") -> None:
     os.unlink(probe)
 
 
-def check_outputs(args: argparse.Namespace, dests: tuple[str, ...], parser: argparse.ArgumentParser) -> None:
+def check_outputs(args: argparse.Namespace, outputs, parser: argparse.ArgumentParser) -> None:
+    """``outputs``: dests of output folders, or a mapping dest -> "file" | "folder"."""
     flags = _flags(parser)
-    for dest in dests:
+    kinds = dict(outputs) if isinstance(outputs, dict) else dict.fromkeys(outputs, "folder")
+    for dest, kind in kinds.items():
         uri = getattr(args, dest, None)
         if isinstance(uri, str) and uri:
-            check_writable(uri, flags.get(dest, dest))
+            check_writable(uri, flags.get(dest, dest), kind)
 
 
 # ------------------------------------------------------------------------------------------
@@ -186,7 +193,8 @@ def check_data(uri: str | None, splits: tuple[str, ...] = ("train",), rating_siz
 
 def run_checks(module, parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """All checks of one sub-command: bounds, its own ``preflight(args)`` if it has one, its
-    outputs (module ``OUTPUTS``, default ``("out",)``) and its data (module ``DATA_SPLITS``,
+    outputs (module ``OUTPUTS``: folder dests or dest -> "file"/"folder"; default the folder
+    ``--out``) and its data (module ``DATA_SPLITS``,
     default ``("train",)``; None: the command checks its data itself)."""
     check_bounds(parser, args)
     own = getattr(module, "preflight", None)
