@@ -238,6 +238,9 @@ CASES = [
     ("export-resolution-huge", lambda f: ["export", f.ok, "--resolution", "5000", "--out", f.tmp + "/m.pt"],
      lambda f: "--resolution 5000"),
     ("export-out-readonly", lambda f: ["export", f.ok, "--out", RO + "/m.pt"], lambda f: RO),
+    ("export-missing-checkpoint",
+     lambda f: ["export", f.ok, "--checkpoint", f.tmp + "/none.pt", "--out", f.tmp + "/m.pt"],
+     lambda f: "none.pt"),
     ("export-e0", lambda f: ["export", f.e0, "--out", f.tmp + "/m.pt"], lambda f: "'e0'"),
     # ----- latency-table
     ("latency-repeats-0", lambda f: ["latency-table", "mbconv-tiny", "--repeats", "0", "--out", f.tmp + "/l.json"],
@@ -249,6 +252,8 @@ CASES = [
      lambda f: "--resolution 65536"),
     ("latency-out-under-file", lambda f: ["latency-table", "mbconv-tiny", "--out", f.a_file + "/l.json"],
      lambda f: f.a_file),
+    ("latency-unknown-device", lambda f: ["latency-table", "mbconv-tiny", "--device", "tpu", "--out", f.tmp + "/l.json"],
+     lambda f: "'tpu'"),
     ("latency-unknown-space", lambda f: ["latency-table", "no-such-space", "--out", f.tmp + "/l.json"],
      lambda f: "'no-such-space'"),
     # ----- space
@@ -298,6 +303,12 @@ CASES = [
     ("train-block-data-corrupt",
      lambda f: ["train-block", "--block", "0", "--supernets", f.tmp + "/sn", "--data", f.corrupt],
      lambda f: "broken.png"),
+    ("train-block-block-out-of-space",
+     lambda f: ["train-block", "--block", "9", "--supernets", f.tmp + "/sn", "--epochs", "1"], lambda f: "9"),
+    ("train-block-unknown-space", lambda f: ["train-block", "--block", "0", "--supernets", f.tmp, "--space", "nope"],
+     lambda f: "'nope'"),
+    ("train-block-unknown-device", lambda f: ["train-block", "--block", "0", "--supernets", f.tmp, "--device", "tpu"],
+     lambda f: "'tpu'"),
     # ----- train-pp
     ("train-pp-proj-dim-0", lambda f: ["train-pp", "--out", f.tmp + "/pp", "--proj-dim", "0"],
      lambda f: "--proj-dim 0"),
@@ -320,6 +331,8 @@ CASES = [
      lambda f: "--steps-per-epoch 0"),
     ("retrain-data-no-val", lambda f: ["retrain", f.ok, "--out", f.tmp + "/rt", "--data", f.noval],
      lambda f: f.noval + "/val"),
+    ("retrain-unknown-optimizer", lambda f: ["retrain", f.ok, "--out", f.tmp + "/rt", "--opt", "nosuchopt"],
+     lambda f: "'nosuchopt'"),
     ("retrain-out-is-a-file", lambda f: ["retrain", f.ok, "--out", f.a_file], lambda f: f"{f.a_file!r} is a file"),
     ("retrain-out-readonly", lambda f: ["retrain", f.ok, "--out", RO], lambda f: RO),
     # ----- transfer
@@ -337,6 +350,8 @@ CASES = [
      lambda f: "--min-size 100000"),
     ("transfer-model-kwargs", lambda f: ["transfer", "cls", f.ok, "--out", f.tmp + "/tr", "--model-kwargs", "{oops"],
      lambda f: "'{oops'"),
+    ("transfer-anchor-sizes", lambda f: ["transfer", "det", f.ok, "--out", f.tmp + "/tr", "--anchor-sizes", "a,b"],
+     lambda f: "'a,b'"),
     ("transfer-out-readonly", lambda f: ["transfer", "cls", f.ok, "--random-init", "--out", RO], lambda f: RO),
 ]
 
