@@ -465,6 +465,16 @@ def test_library_calls_name_the_bad_column():
         make_table(rows, _meta())
 
 
+def test_low_opset_in_range_is_written_as_asked(fx, capsys, tmp_path):
+    """The accepted range is real: an opset below the torch.export exporter's goes to the legacy
+    exporter and the file carries that opset (never a silent 18)."""
+    onnx = pytest.importorskip("onnx")
+    out = str(tmp_path / "m.onnx")
+    rc, err = run_cli(["export", fx.ok, "--format", "onnx", "--opset", "13", "--no-verify", "--out", out], capsys)
+    assert rc == 0, err
+    assert [o.version for o in onnx.load(out).opset_import if o.domain in ("", "ai.onnx")] == [13]
+
+
 def test_good_inputs_still_work(fx, capsys):
     """The checks reject only bad values: the same tables and architectures, unbroken, run."""
     rc, err = run_cli(["search", fx.good, "--top-k", "48", "--json"], capsys)
