@@ -14,6 +14,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from dna.cli._preflight import run_checks
 from dna.errors import DnaError
 from dna.redact import redact
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         module.add_arguments(p)
-        p.set_defaults(_module=module)
+        p.set_defaults(_module=module, _parser=p)
     return parser
 
 
@@ -49,13 +50,32 @@ def _text(result: object) -> str:
     return str(result)
 
 
+def _io_error(exc: BaseException) -> str | None:
+    """A clear line for an OS or pyarrow error (a file or table the user named); None: a bug."""
+    if isinstance(exc, OSError):
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        return f"cannot access{where}: {exc.strerror or exc}"
+    if type(exc).__module__.startswith("pyarrow"):
+        return f"bad table or file ({type(exc).__name__}): {exc}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command; bad input (checked before any work where it can be) prints one
+    ``error:`` line and returns 2."""
     args = build_parser().parse_args(argv)
     module = args._module
     try:
+        run_checks(module, args._parser, args)
         result = module.run(args)
     except DnaError as exc:
         print(f"error: {redact(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # only OS and pyarrow errors are reported; others keep their traceback
+        message = _io_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, indent=2, default=str))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dna.errors import DnaError
 
+OUTPUTS = {"out": "file"}  # checked writable before any work (dna.cli._preflight)
 HELP = "build the network of an architecture JSON: params, FLOPs, layout; optionally save initial weights"
 
 

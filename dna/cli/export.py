@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+OUTPUTS = {"out": "file"}  # checked writable before any work (dna.cli._preflight)
 HELP = "export a network (architecture JSON or timm name, with a checkpoint's weights) to TorchScript or ONNX"
 
 

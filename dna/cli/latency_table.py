@@ -7,6 +7,7 @@ import time
 from dna.search.latency import LatencyTable
 from dna.space import SPACES
 
+OUTPUTS = {"out": "file"}  # checked writable before any work (dna.cli._preflight)
 HELP = "measure a latency lookup table (ms per candidate layer + fixed stem/head) of a space on a device"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+DATA_SPLITS = ("train", "val")  # an ImageFolder --data is listed and decoded first
 HELP = "retrain an architecture JSON or timm model from scratch (paper recipe, optional KD/EMA/RandAugment); resumable"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dna.errors import DnaError
 
+OUTPUTS = {"out": "file"}  # checked writable before any work (dna.cli._preflight)
 HELP = "compound-scale an architecture as EfficientNet does (DNA+): --to b1..b8 or explicit coefficients"
 
 

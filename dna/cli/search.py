@@ -8,6 +8,7 @@ from dna.cost_registry import COSTS
 from dna.search.run import run_search
 from dna.search.traversal import FRONT_COSTS
 
+OUTPUTS = {"out": "file"}  # checked writable before any work (dna.cli._preflight)
 HELP = (f"exact search of a scores table: best architecture(s) under limits on {', '.join(c.name for c in COSTS)}, "
         "or the Pareto front")
 

@@ -9,6 +9,7 @@ from dna.layout import block_dir
 from dna.lease import Lease
 from dna.train.block import BlockTrainConfig, train_block
 
+OUTPUTS = ("supernets",)  # checked writable before training (dna.cli._preflight)
 HELP = "train one block's student supernet against the frozen teacher (checkpoints; resumes)"
 
 

@@ -16,6 +16,7 @@ from dna.cli._common import add_data_arguments, data_config
 from dna.ssl.loss import PPLossConfig
 from dna.teacher import TeacherConfig
 
+OUTPUTS = ("out", "scores")  # checked writable before training (dna.cli._preflight)
 HELP = "train a ViT supernet for all blocks at once: DNA++ (teacher trained jointly, no labels) or DNA"
 
 

@@ -10,6 +10,15 @@ HELP = ("transfer a trained searched net: segmentation (DeepLabv3+), detection (
         "or classification fine-tuning; writes metrics.json, model.pt and samples.png")
 
 TASKS = ("seg", "det", "cls")
+DATA_SPLITS = None  # only classification reads an ImageFolder: see preflight
+
+
+def preflight(args) -> None:
+    """Before any work: list and decode an ImageFolder --data of the cls task."""
+    from dna.cli._preflight import check_data
+
+    if args.task == "cls" and args.data_format in ("auto", "imagefolder"):
+        check_data(args.data, ("train", "val"))
 
 
 def add_arguments(p) -> None:

@@ -90,6 +90,33 @@ def _class_folders(root: str, split: str):
     return fs, split_path, found
 
 
+def check_folder(root: str, splits: Sequence[str] = ("train",), rating_size: int | None = None) -> dict[str, int]:
+    """List each split of ``root`` and decode its first image, so an empty, unreadable or corrupt
+    data folder fails before any work (later splits must use the train split's classes); with
+    ``rating_size``, the train split must have that many images to hold out for rating.
+
+    Returns split -> number of images. Raises :class:`DnaError` naming the folder or file.
+    """
+    from pyarrow import ArrowException
+
+    counts: dict[str, int] = {}
+    classes = None
+    for split in splits:
+        try:
+            listing = list_split(root, split, classes=classes)
+        except (OSError, ArrowException) as e:
+            raise DnaError(f"cannot list ImageFolder {_join(root, split)!r}: {e}; expected a readable "
+                           f"folder {root!r}/{{train,val}}/<class>/<images>") from None
+        classes = classes or listing.classes
+        ImageFolderDataset(listing, indices=[0]).load(0)
+        counts[split] = len(listing)
+        if split == "train":
+            train = listing
+    if rating_size is not None and "train" in counts:
+        rating_holdout(train.targets, len(train.classes), rating_size, 0)
+    return counts
+
+
 def list_split(root: str, split: str, classes: Sequence[str] | None = None) -> FolderListing:
     """List ``root/split/<class>/`` (class folders searched recursively for image files).
 
@@ -198,8 +225,12 @@ class ImageFolderDataset(Dataset):
                 data = f.read()
             with Image.open(io.BytesIO(data)) as im:
                 return im.convert("RGB")
-        except OSError as e:
-            raise DnaError(f"cannot read image {path!r} under {self.root!r}: {e}") from e
+        except (OSError, SyntaxError, ValueError) as e:  # PIL: unreadable, truncated or corrupt
+            from PIL import UnidentifiedImageError
+
+            reason = "not an image PIL can decode" if isinstance(e, UnidentifiedImageError) else str(e)
+            raise DnaError(f"cannot read image {path!r} under {self.root!r}: {reason}; expected a readable "
+                           f"image ({', '.join(IMAGE_EXTENSIONS)})") from e
 
     def __getitem__(self, index: int):
         img = self.load(index)

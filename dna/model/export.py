@@ -26,6 +26,58 @@ FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 18
 
 
+def _dynamo_min_opset() -> int | None:
+    """The lowest opset the ``torch.export`` exporter implements (None: onnxscript missing). Below
+    it, that exporter runs ONNX's version converter, which fails on the SE blocks' ReduceMean and
+    then silently keeps its own opset, so lower opsets go to the legacy exporter instead."""
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return None
+    try:
+        from torch.onnx._internal.exporter import _constants as _dynamo_constants
+
+        return int(_dynamo_constants.TORCHLIB_OPSET)
+    except (ImportError, AttributeError):
+        return 18
+
+
+def onnx_opsets() -> tuple[int, int, str]:
+    """(lowest, highest, exporters) ONNX opsets the installed ``torch.onnx`` exports: the legacy
+    exporter from ``ONNX_MIN_OPSET`` (up to its own maximum), the ``torch.export`` exporter from
+    its torchlib opset up to ``ONNX_MAX_OPSET`` when onnxscript is installed."""
+    from torch.onnx import _constants
+
+    low = int(_constants.ONNX_MIN_OPSET)
+    if _dynamo_min_opset() is None:
+        high = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+        return low, int(high), "torchscript-legacy"
+    return low, int(_constants.ONNX_MAX_OPSET), "torchscript-legacy and dynamo"
+
+
+def _check_written_opset(data: bytes, opset: int) -> None:
+    """The exporter keeps its own opset when a version conversion fails (with a log line only):
+    an ONNX file of another opset than asked for is an error, not a silent success."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    got = [o.version for o in onnx.load_model_from_string(data).opset_import if o.domain in ("", "ai.onnx")]
+    if got and got[0] != opset:
+        low, high, exporter = onnx_opsets()
+        raise DnaError(f"opset {opset}: the {exporter} exporter wrote opset {got[0]} instead; expected "
+                       f"an ONNX file of the requested opset ({low}..{high})")
+
+
+def check_opset(opset) -> int:
+    """``opset`` when the installed exporter supports it, else a DnaError naming the range."""
+    low, high, exporter = onnx_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise DnaError(f"opset {opset!r}: expected an integer in {low}..{high} (what the installed "
+                       f"torch.onnx exports: {exporter})")
+    return opset
+
+
 def _load_checkpoint(uri: str) -> tuple[dict, dict]:
     """(state dict, metadata) from a raw state dict or a ``{"model": ..., ...}`` checkpoint."""
     from dna import storage
@@ -115,12 +167,8 @@ def _to_torchscript(model: nn.Module, example: torch.Tensor) -> tuple[bytes, str
 
 
 def _to_onnx(model: nn.Module, example: torch.Tensor, opset: int) -> tuple[bytes, str]:
-    try:
-        import onnxscript  # noqa: F401
-
-        dynamo = True
-    except ImportError:
-        dynamo = False
+    low = _dynamo_min_opset()
+    dynamo = low is not None and opset >= low
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         kw: dict[str, Any] = dict(input_names=["input"], output_names=["logits"], opset_version=opset)
@@ -187,6 +235,8 @@ def export_model(
         raise DnaError(f"resolution {resolution!r} must be a positive integer")
     if not out_uri:
         raise DnaError("no output URI given")
+    if fmt == "onnx":
+        check_opset(opset)
     if checkpoint:
         storage.check_readable(checkpoint)
 
@@ -201,6 +251,7 @@ def export_model(
             data, how = _to_torchscript(model, example)
         else:
             data, how = _to_onnx(model, example, opset)
+            _check_written_opset(data, opset)
     storage.write_bytes(data, out_uri)
     result: dict[str, Any] = {
         "out": out_uri,

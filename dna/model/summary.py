@@ -21,6 +21,9 @@ def check_arch_def(arch_def: list[list[str]]) -> None:
     """Decode every block string alone, so a bad one is named (timm's errors do not name it)."""
     from timm.models._efficientnet_builder import decode_arch_def
 
+    from dna.space.block_string import check_arch_def_strings
+
+    check_arch_def_strings(arch_def)  # options timm would drop or mis-build (x5, c0, e0) first
     for i, stage in enumerate(arch_def):
         for s in stage:
             try:

@@ -54,13 +54,15 @@ from dna.cost_registry import (
 )
 from dna.cost_registry import COSTS as REGISTRY
 from dna.errors import DnaError
-from dna.rate.scores import SCHEMA, ScoresMeta, validate
+from dna.rate.scores import ScoresMeta, conform, validate
 from dna.space import BlockChoice, get_family, get_space
 
 COSTS = NAMES                                                  # every cost a search can limit
 FRONT_COSTS = tuple(c.name for c in REGISTRY if c.combine == SUM)  # the axes of a Pareto front
 _INF = math.inf
 _CHUNK = 1 << 20  # candidate prefixes materialised at once
+MAX_TOP_K = 10_000  # the K best are kept per state: bounded, as `dna search --top-k` is
+_EXACT = 2**53    # integer totals above this lose exactness in float comparisons
 
 
 @legacy_fields("", "costs")
@@ -97,13 +99,9 @@ class Problem:
     def __init__(self, table: pa.Table, meta: ScoresMeta):
         if not isinstance(meta, ScoresMeta):
             raise DnaError(f"expected a ScoresMeta, got {type(meta).__name__}")
+        meta.check()
+        table = conform(table)  # e.g. dictionary-typed partition columns of a dataset read directly
         validate(table)
-        for f in SCHEMA:  # e.g. dictionary-typed partition columns of a dataset read directly
-            col = table.column(f.name)
-            if col.type != f.type:
-                if pa.types.is_dictionary(col.type):
-                    col = col.cast(col.type.value_type)
-                table = table.set_column(table.schema.get_field_index(f.name), f.name, col.cast(f.type))
         table = table.sort_by([("block", "ascending"), ("cell", "ascending"), ("ops", "ascending"),
                                ("in_channels", "ascending")])
         self.table = table
@@ -153,6 +151,50 @@ class Problem:
                 raise DnaError(f"scores table: row {self._row(i)} has in_channels {self.in_ch[i]}, but "
                                f"block {k} takes {what}: {widths.tolist()}")
         get_family(s).check_rows(s, self.block, self.cell, self.out_ch, self.table.column("ops"), self._row)
+        self._check_cells()
+        self._check_sums()
+
+    def _check_cells(self) -> None:
+        """Every cell the space declares has rated rows: a block missing a cell's rows would be
+        searched as if that cell did not exist (a lost rating shard, not a smaller space)."""
+        for k, b in enumerate(self.space.blocks):
+            n_cells = len(getattr(b, "cells", (None,)))
+            present = set(np.unique(self.cell[self.block == k]).tolist())
+            missing = [c for c in range(n_cells) if c not in present]
+            if missing:
+                raise DnaError(f"scores table has no rows for cell {missing[0]} of block {k}; space "
+                               f"{self.space.name!r} declares cells 0..{n_cells - 1} in block {k} and every "
+                               f"cell needs rated paths (rate block {k} again)")
+
+    def _check_sums(self) -> None:
+        """Totals of integer costs must stay exact: the traversal sums them in int64 and compares
+        them with float limits, so the largest possible total (fixed part plus every block's
+        largest row, in Python ints) must be at most 2**53."""
+        for c in REGISTRY:
+            if not c.is_int or c.name not in self.costs:
+                continue
+            col = self.costs[c.name]
+            worst = int(self.fixed[c.name])
+            for k in range(self.n_blocks):
+                rows = col[self.block == k]
+                if len(rows):
+                    worst = max(worst, int(rows.max())) if c.combine == MAX else worst + int(rows.max())
+            if worst > _EXACT:
+                i = int(np.argmax(col))
+                raise DnaError(f"scores table: {c.name} totals reach {worst:,}, beyond {_EXACT:,} (2**53) where "
+                               f"sums and limits stop being exact (largest row {self._row(i)}: {c.name} "
+                               f"{int(col[i]):,}); expected realistic {c.name} values")
+
+    def count(self) -> int:
+        """Exact number of architectures the table holds (widths chained), in Python ints."""
+        ways: dict[int, int] = {self.first_width: 1}
+        for k in range(self.n_blocks):
+            nxt: dict[int, int] = {}
+            for (w_in, w_out), rows in self.groups[k].items():
+                if w_in in ways:
+                    nxt[w_out] = nxt.get(w_out, 0) + ways[w_in] * len(rows)
+            ways = nxt
+        return sum(ways.values())
 
     def _row(self, i: int) -> dict:
         t = self.table
@@ -577,8 +619,10 @@ def _objective(P: Problem, lambdas) -> np.ndarray:
 
 
 def _check_top_k(top_k) -> int:
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise DnaError(f"top_k={top_k!r}: expected an integer >= 1")
+    """An integer in 1..MAX_TOP_K: the traversal keeps ``top_k`` layers per state, so an unbounded
+    one allocates without limit."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= MAX_TOP_K:
+        raise DnaError(f"top_k={top_k!r}: expected an integer in 1..{MAX_TOP_K}")
     return int(top_k)
 
 
@@ -668,6 +712,9 @@ def search(
     legacy = {"params": max_params, "flops": max_flops, "latency_ms": max_latency_ms}
     limits = _limits(P, merge_limits(limits, legacy))
     top_k = _check_top_k(top_k)
+    if top_k > 1 and top_k > (n := P.count()):
+        raise DnaError(f"top_k={top_k}: the scores table holds only {n:,} architectures; expected "
+                       f"1..{n:,}")
     obj = _objective(P, lambdas)
     for d in limits:
         smallest = P.smallest(d)

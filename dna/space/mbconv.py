@@ -17,6 +17,12 @@ from typing import ClassVar
 from dna.errors import DnaError
 
 _OP_RE = re.compile(r"^k(\d+)e(\d+)$")
+MAX_RESOLUTION = 1024  # input sizes beyond this allocate gigabytes per batch (also `--resolution`'s bound)
+
+
+def check_resolution(space_name: str, resolution) -> None:
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= MAX_RESOLUTION:
+        raise DnaError(f"space {space_name!r}: resolution={resolution!r}, expected an integer in 8..{MAX_RESOLUTION}")
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,7 @@ class MBConvSpace:
         for name in ("stem_channels", "first_channels", "head_channels", "resolution", "num_classes"):
             if getattr(self, name) < 1:
                 raise DnaError(f"space {self.name!r}: {name}={getattr(self, name)} must be positive")
+        check_resolution(self.name, self.resolution)
 
     # ----- counting -------------------------------------------------------------------------
     def cell_paths(self, block: int, cell: int) -> int:

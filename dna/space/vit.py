@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from dna.errors import DnaError
-from dna.space.mbconv import BlockChoice
+from dna.space.mbconv import BlockChoice, check_resolution
 
 _OPS_RE = re.compile(r"^h(\d+)-r(\d+(?:\.\d+)?)-d(\d+)$")
 
@@ -62,7 +62,11 @@ class PathChoice(NamedTuple):
             raise DnaError(
                 f"bad ViT path {text!r}: expected 'h<heads>-r<mlp ratio>-d<depth>', e.g. 'h8-r3.5-d4'"
             )
-        return cls(int(m.group(1)), float(m.group(2)), int(m.group(3)))
+        heads, ratio, depth = int(m.group(1)), float(m.group(2)), int(m.group(3))
+        if heads < 1 or ratio <= 0 or depth < 1:
+            raise DnaError(f"bad ViT path {text!r}: heads and depth must be >= 1 and the MLP ratio > 0, "
+                           "e.g. 'h8-r3.5-d4'")
+        return cls(heads, ratio, depth)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class ViTSpace:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise DnaError(f"space {self.name!r}: {name}={v!r} must be a positive integer")
+        check_resolution(self.name, self.resolution)
         if self.resolution % self.patch_size:
             raise DnaError(
                 f"space {self.name!r}: resolution {self.resolution} is not a multiple of patch_size {self.patch_size}"
