@@ -92,6 +92,18 @@ def hold_root(root: str) -> None:
     _leases[root] = lease.Lease(root, run_id, log=log).acquire()
 
 
+def end_run(root: str) -> None:
+    """The run's last task: stop this task's heartbeat and remove the run root's lease
+    (:func:`dna.lease.end_run`), so that the next run on the same root is not refused."""
+    from dna import lease
+
+    held = _leases.pop(root, None)
+    if held is not None:
+        held.release()
+    if root and lease.end_run(root):
+        log(f"released the lease of the run root {root}")
+
+
 def resolve_root(root: str, run_id: str) -> str:
     """The run root: as given, else ``$DNA_RUN_ROOT/<run id>`` (the cluster default)."""
     from dna import storage

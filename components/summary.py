@@ -40,3 +40,4 @@ def summarize(run_config: str, arch: Input[Model], model: Input[Model], transfer
     rt.log_metrics(metrics, {"params": best.get("params"), "flops": best.get("flops"), "loss": best.get("loss"),
                              "top1": acc.get("top1"), "top5": acc.get("top5")})
     rt.log(f"summary: {run_files(cfg.root).summary}")
+    rt.end_run(cfg.root)

@@ -106,7 +106,7 @@ def pp_rate_step(cfg: RunConfig, supernets: str | None = None, log=None) -> dict
 
     gen = generation(cfg.root, 0)
     blocks = list(range(len(get_space(cfg.space).blocks)))
-    todo = unrated(gen.scores, blocks)
+    todo = unrated(gen.scores, blocks, {"generation": "0"})
     results: dict[int, dict] = {k: {"cached": True} for k in blocks if k not in todo}
     for k in todo:
         if log:

@@ -292,9 +292,20 @@ def rate_config(cfg: RunConfig, g: int, teacher: TeacherConfig, block: int | Non
                       device=cfg.device)
 
 
-def unrated(scores: str, blocks: list[int]) -> list[int]:
-    """The blocks whose partition of the scores table is not stored yet (the rest are kept)."""
-    return [k for k in blocks if not storage.exists(scores_part(scores, k))]
+def unrated(scores: str, blocks: list[int], expect: dict[str, str] | None = None) -> list[int]:
+    """The blocks whose partition of the scores table is not stored yet, or is stored from
+    another rating (its metadata differs from ``expect``, e.g. another generation or teacher, as
+    a re-rate killed mid-way leaves); those are rated again and replaced, the rest are kept."""
+    from dna.rate.scores import partition_meta
+
+    todo = []
+    for k in blocks:
+        part = scores_part(scores, k)
+        if not storage.exists(part):
+            todo.append(k)
+        elif expect and any(partition_meta(part).get(key) != v for key, v in expect.items()):
+            todo.append(k)
+    return todo
 
 
 def rate_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[int] | None = None,
@@ -306,7 +317,9 @@ def rate_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[int] 
     space = get_space(cfg.space)
     gen = generation(cfg.root, g)
     blocks = list(range(len(space.blocks))) if blocks is None else blocks
-    todo = unrated(gen.scores, blocks)
+    from dna.rate.block import teacher_name
+
+    todo = unrated(gen.scores, blocks, {"generation": str(g), "teacher": teacher_name(teacher)})
     bt = build_block_teacher(space, teacher) if todo else None
     for k in todo:
         rate(rate_config(cfg, g, teacher, k, supernets), teacher=bt)

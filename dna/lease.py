@@ -434,6 +434,24 @@ def check_free(root: str, what: str = "run root", log: Callable[[str], Any] = pr
             raise probe.refusal(holder)
 
 
+def end_run(root: str, run_id: str | None = None) -> bool:
+    """The run's last step removes the root's lease, if run ``run_id`` (default ``DNA_RUN_ID``)
+    holds it and its creator is not a live process here that removes it itself (the local
+    driver). In KFP the creating task's pod is gone by then; without this the lease would block
+    the next run on the same root until it went stale. True if removed."""
+    run_id = run_id or env_run_id()
+    store = _store(lease_uri(root)) if root and run_id else None
+    got = store.read() if store else None
+    if got is None:
+        return False
+    holder = Holder.loads(got[0], got[2])
+    if holder.run_id != run_id:
+        return False
+    if holder.host == socket.gethostname() and holder.pid_ns == _pid_ns() and _pid_alive(holder.pid):
+        return False                                          # its creator lives and releases it
+    return store.swap(None, got[1]) is not None
+
+
 # ----- the root's stored config ----------------------------------------------------------------------------
 def differing_keys(stored: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two JSON values (nested dicts compared key by key)."""

@@ -587,3 +587,28 @@ def test_s3_inputs_and_outputs(fx, capsys, monkeypatch, s3_bucket):  # noqa: F81
     storage.write_bytes(b"not an image", s3_bucket + "/data/train/cat/broken.png")
     rc, err = run_cli(["rate", "--supernets", fx.tmp, "--out", fx.tmp + "/s", "--data", s3_bucket + "/data"], capsys)
     assert rc == 2 and "broken.png" in err and "Traceback" not in err, err
+
+
+def test_a_pipeline_rerate_replaces_partitions_of_another_rating(tmp_path):
+    """The refused mix never arises from a rerun: a stored partition of another generation or
+    teacher counts as unrated, so the rating step rates it again instead of keeping it."""
+    import shutil
+
+    from dna.generation import unrated
+
+    scores = str(tmp_path / "scores")
+    shutil.copytree(_mixed_gen_folder(tmp_path), scores)
+    assert unrated(scores, [0, 1]) == []                              # stored: kept, as before
+    assert unrated(scores, [0, 1], {"generation": "0", "teacher": "tiny-teacher"}) == [1]
+    assert unrated(scores, [0, 1], {"generation": "1"}) == [0]
+    assert unrated(scores, [0, 1], {"teacher": "another"}) == [0, 1]
+    assert unrated(scores, [0, 1, 2], {"generation": "0"})[-1] == 2   # missing: rated
+
+
+def _mixed_gen_folder(tmp_path) -> str:
+    good = make_table(_rows(), _meta())
+    d = str(tmp_path / "src")
+    write_scores(good.filter(pa.compute.equal(good.column("block"), 0)), d, partitioned=True)
+    write_scores(make_table(good.filter(pa.compute.equal(good.column("block"), 1)).to_pydict(), _meta(generation=1)),
+                 d, partitioned=True)
+    return d

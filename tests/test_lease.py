@@ -330,3 +330,27 @@ def test_s3_store_without_conditional_writes_falls_back_to_read_then_put(s3_buck
         assert a.refresh() and read_holder(root).run_id == "run-a"
     assert read_holder(root) is None
     assert {"put_object", "delete_object"} <= set(calls)
+
+
+def test_the_runs_last_task_ends_a_lease_whose_creator_is_gone(tmp_path, monkeypatch):
+    """KFP: the task that created the lease ran in another pod; the summary task removes it, so
+    the next run on this root is not refused until it goes stale. A live local driver's lease is
+    left for the driver, and another run's lease is never touched."""
+    from components import _runtime as rt
+
+    root = str(tmp_path / "run")
+    write_holder(root, run_id="kfp-run", heartbeat=time.time())      # live, created in another pod
+    monkeypatch.setenv("DNA_RUN_ID", "other-run")
+    rt.end_run(root)
+    assert read_holder(root).run_id == "kfp-run"
+    monkeypatch.setenv("DNA_RUN_ID", "kfp-run")
+    rt.hold_root(root)                                               # the summary task joins ...
+    rt.end_run(root)                                                 # ... and ends the run
+    assert read_holder(root) is None
+    Lease(root, "next-run", log=quiet([])).acquire().release()       # free for the next run
+
+    with Lease(root, "local-run", log=quiet([])):                    # a live driver in this process
+        monkeypatch.setenv("DNA_RUN_ID", "local-run")
+        rt.end_run(root)
+        assert read_holder(root).run_id == "local-run"
+    assert read_holder(root) is None

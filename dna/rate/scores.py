@@ -184,6 +184,12 @@ def _cast(col, name: str, typ, uri: str):
 _META_COMPARED = (*META_KEYS, *[c.meta_key for c in OPTIONAL_COSTS])
 
 
+def partition_meta(part_uri: str) -> dict[str, str]:
+    """One stored partition's schema metadata as strings (``space`` left as JSON text)."""
+    table = storage.read_table(part_uri)
+    return {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+
+
 def check_partitions(uri: str) -> None:
     """A folder of partitions must be one rating: every file's schema metadata (space, teacher,
     generation, resolution, fixed costs) equal. ``read_table`` keeps only the first file's, so a
