@@ -56,7 +56,9 @@ def make_parser(prog: str, description: str, generations_flag: bool,
                      help="GPUs per block job on Ray (0: CPU); more than 1 needs data-parallel block training")
     k8s.add_argument("--fanout-gpus", type=int, default=None,
                      help="GPUs of the supernet/rating tasks' own pods (a Ray started inside them)")
-    k8s.add_argument("--max-concurrent-blocks", type=int, default=None, help="cap on blocks running at once (0: no cap)")
+    k8s.add_argument("--max-concurrent-blocks", type=int, default=None,
+                     help="blocks trained/rated at once on Ray (default 0: as many as the Ray cluster's CPUs/GPUs "
+                          "fit, from what one block needs; a number overrides that)")
     k8s.add_argument("--ray-address", default=None,
                      help="Ray for the block fan-out: http://dna-ray-head-svc:8265 (KubeRay, Jobs API), "
                           "ray://..., or empty for a Ray inside the task (default: RAY_ADDRESS of dna-settings)")
@@ -82,7 +84,9 @@ def make_parser(prog: str, description: str, generations_flag: bool,
                           "= every day at 03:00")
     how.add_argument("--no-cache", action="store_true", help="disable KFP caching for the submitted run")
     how.add_argument("--print-config", action="store_true", help="print the run config and parameters, run nothing")
-    how.add_argument("--verbose", action="store_true", help="local run: also show each task's executor input")
+    how.add_argument("--verbose", action="store_true",
+                     help="local run: show everything: each task's executor input and Ray's own output (worker "
+                          "logs, Ray Train and Tune progress); default: one line per block event")
     return p
 
 

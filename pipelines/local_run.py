@@ -103,6 +103,11 @@ def _run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callabl
     t0 = time.time()
     log(f"running pipeline {pipeline_func.name!r} locally (KFP local runner, one subprocess per task); "
         f"run root {root}")
+    previous_verbose = os.environ.get("DNA_VERBOSE")
+    if "ray_address" in arguments:   # the task subprocesses' fan-outs read it (components.fanout.quiet)
+        from components.fanout.quiet import set_verbose
+
+        set_verbose(verbose)
     ray = None
     if not arguments.get("ray_address") and not os.environ.get("RAY_ADDRESS") and "ray_address" in arguments:
         ray = start_local_ray(log)
@@ -118,6 +123,10 @@ def _run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callabl
         if ray is not None:
             ray.shutdown()
             os.environ.pop("RAY_ADDRESS", None)
+        if previous_verbose is None:
+            os.environ.pop("DNA_VERBOSE", None)
+        else:
+            os.environ["DNA_VERBOSE"] = previous_verbose
     from dna.layout import run_files
 
     summary = storage.read_json(run_files(root).summary)
@@ -128,7 +137,9 @@ def _run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callabl
 
 def start_local_ray(log: Callable[[str], Any] = print):
     """One local Ray for every task of a local run (``RAY_ADDRESS`` for the task subprocesses),
-    instead of a Ray started and stopped by each fan-out task; stopped when the run ends."""
+    instead of a Ray started and stopped by each fan-out task; stopped when the run ends. This
+    process runs no Ray work itself (no streamed logs here); each task's fan-out connects quietly
+    or, with ``--verbose``, with Ray's own output."""
     import ray
 
     from components.fanout.local_ray import init_local_ray

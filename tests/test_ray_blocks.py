@@ -1,22 +1,28 @@
-"""Block fan-out on Ray (components/fanout/): concurrency, fault resume, rating, Jobs API.
+"""Block fan-out on Ray (components/fanout/): concurrency, fault resume, rating, Jobs API, and
+a quiet terminal.
 
 One local Ray session for the module (start-up is seconds, every TorchTrainer.fit ~20 s on two
-cores), so the fits are few: one training fan-out (shared by the concurrency and rating tests),
+cores), so the fits are few: one training fan-out (shared by the concurrency, terminal and rating
+tests; run as its own process connected to the module's Ray, as a local run's supernet task is),
 one with an injected fault. The Jobs API path runs against a fake JobSubmissionClient.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 
 from components.fanout import fan_out_blocks, jobs
 from components.fanout.cli import load_spec
 from components.fanout.fault import FAULT_ENV, fault_marker
-from components.fanout.local_ray import init_local_ray
+from components.fanout.local_ray import REPO_ROOT, init_local_ray
+from components.fanout.quiet import VERBOSE_ENV
 from components.fanout.spec import FanOut, FanOutError, data_parallel_supported
 from components.fanout.worker import POINTER_FILE
 from dna import storage
@@ -44,12 +50,38 @@ def ray_session():
 
 @pytest.fixture(scope="module")
 def trained(ray_session, tmp_path_factory):
-    """Blocks 0 and 1 trained (one epoch) by one concurrent fan-out."""
+    """Blocks 0 and 1 trained (one epoch) by one concurrent fan-out, in a process of its own
+    connected to the module's Ray (``python -m components.fanout``): its terminal output too."""
+    import ray
+
     root = tmp_path_factory.mktemp("fanout")
     teacher = tiny_teacher(str(root))
     cfg = _cfg(root, epochs=1)
-    metrics = fan_out_blocks("train", cfg, 0, teacher, blocks=[0, 1], max_failures=1)
-    return cfg, teacher, metrics
+    spec = FanOut(task="train", run=cfg, generation=0, teacher=teacher, blocks=[0, 1], max_failures=1)
+    env = {k: v for k, v in os.environ.items() if k not in (VERBOSE_ENV, FAULT_ENV)}
+    env.update(RAY_ADDRESS=ray.get_runtime_context().gcs_address,
+               PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p))
+    proc = subprocess.run([sys.executable, "-m", "components.fanout", "--config", json.dumps(spec.to_dict())],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    terminal = proc.stdout + proc.stderr
+    assert proc.returncode == 0, terminal
+    metrics = {int(k): v for k, v in storage.read_json(spec.result_uri)["blocks"].items()}
+    return cfg, teacher, metrics, terminal
+
+
+OWN_LINE = re.compile(r"^(\[gen \d+\] |\{\"name\": )")      # the fan-out's event lines, the CLI's JSON
+
+
+def test_fan_out_terminal_is_the_projects_own(trained):
+    *_, terminal = trained
+    lines = [ln for ln in terminal.splitlines() if ln.strip()]
+    own = [ln for ln in lines if OWN_LINE.match(ln)]
+    assert "Traceback" not in terminal and "/tmp/ray" not in terminal, terminal
+    assert len(own) >= 0.9 * len(lines), terminal
+    for k in (0, 1):
+        for event in ("started", "epoch 1/1, loss ", "finished in "):
+            assert any(ln.startswith(f"[gen 0] train block {k}: {event}") for ln in own), terminal
+    assert any("Ray Tune results: " in ln and ln.endswith("(tensorboard --logdir there)") for ln in own)
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -57,7 +89,7 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 def test_fan_out_trains_blocks_concurrently_into_run_storage(trained):
-    cfg, teacher, metrics = trained
+    cfg, teacher, metrics, _ = trained
     assert sorted(metrics) == [0, 1]
     gen = generation(cfg.root, 0)
     runs = {}
@@ -88,7 +120,7 @@ def test_fan_out_trains_blocks_concurrently_into_run_storage(trained):
     assert all(again[k]["cached"] and again[k]["loss"] == metrics[k]["loss"] for k in (0, 1))
 
 
-def test_killed_block_resumes_from_checkpoint_other_block_untouched(ray_session, tmp_path, monkeypatch):
+def test_killed_block_resumes_from_checkpoint_other_block_untouched(ray_session, tmp_path, monkeypatch, capsys):
     teacher = tiny_teacher(str(tmp_path))
     cfg = _cfg(tmp_path, epochs=2)
     monkeypatch.setenv(FAULT_ENV, "1:1")           # block 1's worker dies after epoch 1
@@ -108,12 +140,15 @@ def test_killed_block_resumes_from_checkpoint_other_block_untouched(ray_session,
     assert not storage.exists(fault_marker(gen.block(0), 1))
     for k in (0, 1):
         assert storage.load_torch(checkpoint_uri(gen.block(k)))["epoch"] == 2
+    out = capsys.readouterr().out                                     # the resume is one event line
+    assert "[gen 0] train block 1: resumed from its checkpoint of epoch 1\n" in out, out
+    assert "Traceback" not in out
 
 
 def test_rating_fan_out_writes_partitions(trained):
     from dna.rate.scores import read_scores
 
-    cfg, teacher, _ = trained
+    cfg, teacher, *_ = trained
     out = fan_out_blocks("rate", cfg, 0, teacher, blocks=[0, 1])
     gen = generation(cfg.root, 0)
     for k in (0, 1):
@@ -127,7 +162,7 @@ def test_rating_fan_out_writes_partitions(trained):
 
 def test_block_that_cannot_fit_local_ray_is_refused(ray_session, tmp_path):
     teacher = tiny_teacher(str(tmp_path))
-    with pytest.raises(DnaError, match="needs 1.01 CPUs and 1 GPUs"):     # no GPU in this session
+    with pytest.raises(DnaError, match="needs 0 CPUs and 1 GPUs"):        # no GPU in this session
         fan_out_blocks("train", _cfg(tmp_path, epochs=1), 0, teacher, blocks=[0], use_gpu=True)
 
 
@@ -176,7 +211,7 @@ def fake_jobs(monkeypatch):
     FakeJobClient.instances = []
     monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", FakeJobClient)
     monkeypatch.setattr(jobs, "JOB_POLL_S", 0.0)
-    for k in ("RAY_ADDRESS", FAULT_ENV, jobs.IN_JOB_ENV, *jobs.STORAGE_ENV):
+    for k in ("RAY_ADDRESS", FAULT_ENV, VERBOSE_ENV, jobs.IN_JOB_ENV, *jobs.STORAGE_ENV):
         monkeypatch.delenv(k, raising=False)
     return FakeJobClient
 

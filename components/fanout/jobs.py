@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from components.fanout.fault import FAULT_ENV
+from components.fanout.quiet import VERBOSE_ENV, is_verbose
 from components.fanout.spec import FanOut, FanOutError
 from dna import storage
 
@@ -33,6 +34,8 @@ def job_runtime_env(spec: FanOut) -> dict:
     env[IN_JOB_ENV] = "1"
     if spec.fault:
         env[FAULT_ENV] = spec.fault
+    if is_verbose():                    # --verbose: the job's fan-out shows Ray's own output too
+        env[VERBOSE_ENV] = "1"
     return {"env_vars": env}
 
 
