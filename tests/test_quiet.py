@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from components.fanout import local_ray, quiet, tuner
-from components.fanout.events import BlockEvents, cause_line
+from components.fanout.events import BlockEvents, cause_line, tune_callback
 from components.fanout.sizing import block_need, check_fits, concurrency_cap, max_concurrent
 from components.fanout.spec import FanOut
 from dna import storage
@@ -178,3 +178,26 @@ def test_block_events_are_one_line_each():
     assert lines[6:] == ["[gen 1] train block 1: started", "[gen 1] train block 1: started (attempt 2)"]
     assert all("\n" not in ln for ln in lines)
     assert cause_line("") == "unknown error"
+
+
+def test_events_callback_pickles_without_its_log():
+    """Tune pickles callbacks with the experiment; the log (e.g. a patched ``print``) is left out."""
+    import pickle
+    import threading
+
+    import ray.cloudpickle
+
+    lines: list[str] = []
+    lock = threading.Lock()                                     # not picklable, like a patched print
+
+    def log(m: str) -> None:
+        with lock:
+            lines.append(m)
+
+    cb = tune_callback(BlockEvents("[gen 0] rate", log, total=1))
+    trial = type("Trial", (), {"config": {"block": 3}})()
+    cb.on_trial_start(0, [], trial)
+    assert lines == ["[gen 0] rate block 3: started"]
+    restored = pickle.loads(ray.cloudpickle.dumps(cb))
+    restored.on_trial_start(0, [], trial)                       # a restored experiment logs nothing
+    assert lines == ["[gen 0] rate block 3: started"]

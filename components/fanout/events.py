@@ -88,17 +88,32 @@ def tune_callback(events: BlockEvents):
             return None, path
 
     class _BlockEventsCallback(tune.Callback):
+        # Tune pickles its callbacks with the experiment (tuner.pkl); the log function need not be
+        # picklable (Ray Train patches ``print``), and a restored experiment logs nothing.
+        def __getstate__(self):
+            return {}
+
+        def __setstate__(self, state):
+            self.events = None
+
+        def __init__(self, events: BlockEvents):
+            self.events = events
+
         def on_trial_start(self, iteration, trials, trial, **info):
-            events.start(block(trial))
+            if self.events:
+                self.events.start(block(trial))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            events.result(block(trial), result)
+            if self.events:
+                self.events.result(block(trial), result)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            events.retry(block(trial), *error_text(trial))
+            if self.events:
+                self.events.retry(block(trial), *error_text(trial))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            text, path = error_text(trial)
-            events.fail(block(trial), text or "the trial failed", path)
+            if self.events:
+                text, path = error_text(trial)
+                self.events.fail(block(trial), text or "the trial failed", path)
 
-    return _BlockEventsCallback()
+    return _BlockEventsCallback(events)
