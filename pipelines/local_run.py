@@ -1,6 +1,7 @@
 """A whole pipeline here, on KFP's own local runner (one subprocess per task), with one local Ray."""
 
 import os
+import re
 import sys
 import tempfile
 import time
@@ -13,10 +14,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class _HideExecutorInput:
     """A stdout filter for local runs: drops the JSON executor input KFP's executor logs for every
-    task (tens of lines each; it is in the task's folder under ``<root>/kfp/``)."""
+    task (tens of lines each; it is in the task's folder under ``<root>/kfp/``) and, with
+    ``kfp_chatter``, the rest of KFP's per-task bookkeeping (its executor's "Looking for / Loading
+    component / Wrote executor output" lines, "Streamed logs:", the artifact listing after
+    "Task ... outputs:", the rules between tasks), keeping its "Executing task" and "finished with
+    status" lines. KFP's local runner has no setting for these (it logs at INFO through the root
+    logger); ``--verbose`` shows them all."""
 
-    def __init__(self, stream):
+    CHATTER = re.compile(r"^\s*\[KFP Executor [^]]*\]: (Looking for component|Loading KFP component|"
+                         r"Wrote executor output)|^[\d:.]+ - INFO - Streamed logs:\s*$|^-{20,}\s*$")
+    OUTPUTS = re.compile(r"^[\d:.]+ - INFO - Task .* (outputs:|has no outputs)\s*$")
+
+    def __init__(self, stream, kfp_chatter: bool = False):
         self.stream, self.skip, self.buf = stream, False, ""
+        self.kfp_chatter, self.in_outputs = kfp_chatter, False
 
     def write(self, text: str) -> int:
         self.buf += text
@@ -26,9 +37,20 @@ class _HideExecutorInput:
                 self.skip = line.rstrip() != "    }"
             elif line.rstrip().endswith("Got executor_input:"):
                 self.skip = True
+            elif self.kfp_chatter and self._chatter(line):
+                continue
             else:
                 self.stream.write(line + "\n")
         return len(text)
+
+    def _chatter(self, line: str) -> bool:
+        if self.OUTPUTS.match(line):
+            self.in_outputs = True
+            return True
+        if self.in_outputs and (line.startswith(" ") or not line.strip()):
+            return True                   # the indented artifact listing of "Task ... outputs:"
+        self.in_outputs = False
+        return bool(self.CHATTER.match(line))
 
     def flush(self) -> None:
         if self.buf and not self.skip:
@@ -113,7 +135,7 @@ def _run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callabl
         ray = start_local_ray(log)
     stdout = sys.stdout
     if not verbose:
-        sys.stdout = _HideExecutorInput(stdout)
+        sys.stdout = _HideExecutorInput(stdout, kfp_chatter=True)
     try:
         pipeline_func(**arguments)
     finally:

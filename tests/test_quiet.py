@@ -201,3 +201,33 @@ def test_events_callback_pickles_without_its_log():
     restored = pickle.loads(ray.cloudpickle.dumps(cb))
     restored.on_trial_start(0, [], trial)                       # a restored experiment logs nothing
     assert lines == ["[gen 0] rate block 3: started"]
+
+
+def test_local_run_output_keeps_task_lines_and_drops_kfp_bookkeeping():
+    import io
+
+    from pipelines.local_run import _HideExecutorInput
+
+    kfp = ("09:03:43.408 - INFO - Executing task \x1b[96m'train-teacher'\x1b[0m\n"
+           "09:03:43.408 - INFO - Streamed logs:\n\n"
+           "    [KFP Executor 2026-12-02 09:03:43,472 INFO]: Looking for component `train_teacher` in x\n"
+           "    [KFP Executor 2026-12-02 09:03:43,472 INFO]: Loading KFP component \"train_teacher\" from y\n"
+           "    [dna 09:03:47] [gen 0] teacher\n"
+           "    [KFP Executor 2026-12-02 09:03:49,051 INFO]: Wrote executor output file to z\n"
+           "09:03:50.745 - INFO - Task \x1b[96m'train-teacher'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m\n"
+           "09:03:50.745 - INFO - Task \x1b[96m'train-teacher'\x1b[0m outputs:\n"
+           "    teacher: Model( name='teacher',\n"
+           "                    metadata={'uri': 'x'} )\n"
+           + "-" * 80 + "\n"
+           "    [KFP Executor 2026-12-02 09:03:49,051 INFO]: something else\n")
+    quiet_buf, verbose_buf = io.StringIO(), io.StringIO()
+    for buf, chatter in ((quiet_buf, True), (verbose_buf, False)):
+        f = _HideExecutorInput(buf, kfp_chatter=chatter)
+        f.write(kfp)
+        f.flush()
+    assert quiet_buf.getvalue().splitlines() == [
+        "09:03:43.408 - INFO - Executing task \x1b[96m'train-teacher'\x1b[0m", "",
+        "    [dna 09:03:47] [gen 0] teacher",
+        "09:03:50.745 - INFO - Task \x1b[96m'train-teacher'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m",
+        "    [KFP Executor 2026-12-02 09:03:49,051 INFO]: something else"]
+    assert verbose_buf.getvalue() == kfp
