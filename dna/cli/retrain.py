@@ -85,17 +85,19 @@ def config_from_args(args):
 
 
 def run(args) -> dict:
+    from dna.progress import reporter
     from dna.retrain import retrain
 
     cfg = config_from_args(args)
-    if cfg.model.endswith(".json"):
-        from dna import storage
-        from dna.space import family_of_arch
+    with reporter("retrain") as show:
+        if cfg.model.endswith(".json"):
+            from dna import storage
+            from dna.space import family_of_arch
 
-        # The architecture's family retrains it (a searched ViT: the DeiT recipe).
-        result = dict(family_of_arch(storage.read_json(cfg.model)).retrain(cfg, lr=args.lr))
-    else:
-        result = dict(retrain(cfg))
+            # The architecture's family retrains it (a searched ViT: the DeiT recipe).
+            result = dict(family_of_arch(storage.read_json(cfg.model)).retrain(cfg, lr=args.lr, on_epoch_end=show))
+        else:
+            result = dict(retrain(cfg, on_epoch_end=show))
     result.pop("arch", None)
     return result
 

@@ -7,6 +7,7 @@ import sys
 from dna.cli._common import add_data_arguments, add_teacher_arguments, data_config, teacher_config
 from dna.layout import block_dir
 from dna.lease import Lease
+from dna.progress import reporter
 from dna.train.block import BlockTrainConfig, train_block
 
 OUTPUTS = ("supernets",)  # checked writable before training (dna.cli._preflight)
@@ -33,6 +34,7 @@ def run(args) -> dict:
         lr_decay=args.lr_decay, max_steps_per_epoch=args.max_steps, seed=args.seed, device=args.device,
     )
     # two trainings of one block would overwrite each other's checkpoint every epoch
-    with Lease(cfg.out, what="block folder", log=lambda m: print(m, file=sys.stderr)):
-        metrics = train_block(cfg)
+    with Lease(cfg.out, what="block folder", log=lambda m: print(m, file=sys.stderr)), \
+            reporter("train-block") as show:
+        metrics = train_block(cfg, on_epoch_end=show)
     return {k: v for k, v in metrics.items() if k != "history"} | {"out": cfg.out}

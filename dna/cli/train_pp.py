@@ -69,7 +69,10 @@ def run(args) -> dict:
         loss=PPLossConfig(lambda_1=args.lambda_1, lambda_2=args.lambda_2, lambda_3=args.lambda_3, gamma=args.gamma),
         max_steps_per_epoch=args.max_steps, seed=args.seed, device=args.device,
     )
-    metrics = train_pp(cfg)
+    from dna.progress import reporter
+
+    with reporter(f"train-pp {args.mode}") as show:
+        metrics = train_pp(cfg, on_epoch_end=show)
     result = {k: v for k, v in metrics.items() if k != "history"}
     if metrics.get("history"):
         result.update({k: v for k, v in metrics["history"][-1].items() if k not in result and k != "epoch"})

@@ -108,11 +108,13 @@ def config_from_args(args):
 
 
 def run(args) -> dict:
+    from dna.progress import reporter
     from dna.transfer import transfer_cls, transfer_det, transfer_seg
 
     cfg = config_from_args(args)
     fn = {"seg": transfer_seg, "det": transfer_det, "cls": transfer_cls}[args.task]
-    return fn(cfg)
+    with reporter("transfer") as show:
+        return fn(cfg, on_epoch_end=show)
 
 
 def format_text(r: dict) -> str:
