@@ -84,7 +84,7 @@ def stats(m: dict[str, Any]) -> str:
     last epoch, the time this call took)."""
     parts = []
     if isinstance(m.get("loss"), (int, float)):
-        parts.append(f"loss {m['loss']:.4g}")
+        parts.append(f"loss {m['loss']:#.4g}")
     top1 = _top1(m)
     if top1 is not None:
         parts.append(f"top-1 {top1:.1f}%")
@@ -113,7 +113,9 @@ def line(label: str, m: dict[str, Any]) -> str:
 
 
 def _stderr_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    # A write, not print(): Ray Train's workers patch print() to log each message twice over.
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def _main_rank() -> bool:

@@ -39,7 +39,7 @@ def test_plain_line_with_eta_of_a_resumed_run():
 def test_line_names_the_block_or_task_and_ends_with_the_time_taken():
     last = {"epoch": 3, "epochs": 3, "resumed_from": 0, "elapsed_s": 75.2, "loss": 0.5, "block": 2,
             "images_per_s": 12.34}
-    assert line("[gen 1] supernet", last) == "[gen 1] supernet block 2  epoch 3/3  loss 0.5  12.3 img/s  done in 1m15s"
+    assert line("[gen 1] supernet", last) == "[gen 1] supernet block 2  epoch 3/3  loss 0.5000  12.3 img/s  done in 1m15s"
     ema = {**RESUMED, "ema_top1": 50.0, "task": "classification"}     # the EMA net's top-1 is the run's
     assert line("transfer", ema).startswith("transfer classification  epoch 5/20  loss 1.235  top-1 50.0%")
     # a dict without timing or metrics still gives a line
