@@ -59,8 +59,8 @@ def heatmap_ops(grid: Mapping[tuple[int, int], Mapping[str, float]]) -> list[str
 
 
 def draw_op_cell_heatmap(grid: Mapping[tuple[int, int], Mapping[str, float]], title: str = "") -> bytes:
-    """The grid as a heatmap: rows ``cell c / layer i``, columns ops, darker = lower loss, the value
-    written in each square; an op a layer cannot take stays blank."""
+    """The grid as a heatmap: rows ``cell c / layer i``, columns ops, brighter (yellow) = lower loss,
+    the value written in each square; an op a layer cannot take stays blank."""
     import numpy as np
 
     plt = _pyplot()
@@ -78,9 +78,9 @@ def draw_op_cell_heatmap(grid: Mapping[tuple[int, int], Mapping[str, float]], ti
     for i in range(len(keys)):
         for j in range(len(ops)):
             if not math.isnan(data[i, j]):
-                dark = hi > lo and (data[i, j] - lo) / (hi - lo) > 0.5
+                dark = hi > lo and (data[i, j] - lo) / (hi - lo) > 0.5     # high loss: dark purple
                 ax.text(j, i, f"{data[i, j]:.3g}", ha="center", va="center", fontsize=6,
-                        color="black" if dark else "white")
+                        color="white" if dark else "black")
     fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02).ax.tick_params(labelsize=6)
     if title:
         ax.set_title(title, fontsize=9)
@@ -98,7 +98,8 @@ def heatmap_section(by_block: Mapping[int, Sequence[Mapping[str, Any]]], stat: s
     """One heatmap per block (PNG, with its values as a table underneath), the caption naming
     ``stat``."""
     parts = [f'<p class="muted">Each square: the {esc(HEATMAP_CAPTION[stat])}. Rows: the cells of the '
-             "block and their layers; columns: the candidate ops.</p>"]
+             "block and their layers; columns: the candidate ops; brighter (yellow) is a lower loss. "
+             "Losses compare within a block, not across blocks.</p>"]
     for k, rows in by_block.items():
         grid = op_cell_losses(rows, stat)
         if not grid:

@@ -239,3 +239,67 @@ def test_supernets_md_columns():
     assert list(cols) == ["block", "epochs", "final train loss (MSE)", "cached", "seconds", "host"]
     assert cols["epochs"] == ["2", "1"] and cols["final train loss (MSE)"] == ["0.4", "5"]
     assert "## Training loss (MSE) per epoch" in md
+
+
+# ----- the components publish them -------------------------------------------------------------
+class FakeArtifact:
+    def __init__(self, path: str):
+        self.path = path
+        self.uri = path
+        self.metadata: dict = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metadata[name] = value
+
+
+def _stage_inputs(tmp_path, monkeypatch, results: dict):
+    """A run config, a teacher artifact and ``fan_out_blocks`` answering ``results`` (no Ray)."""
+    import json
+
+    from components import _runtime as rt
+    from dna.generation import RunConfig
+    from dna.teacher import TeacherConfig
+
+    monkeypatch.setattr("components.fanout.fan_out_blocks", lambda *a, **kw: results)
+    root = str(tmp_path / "run")
+    cfg = json.dumps(RunConfig(root=root, transfer=[]).to_dict())
+    teacher = FakeArtifact(str(tmp_path / "kfp" / "teacher"))
+    rt.write_teacher(teacher, TeacherConfig(model="tiny"), 0)
+    return root, cfg, teacher
+
+
+def test_train_supernets_publishes_curves_and_stores_no_empty_column(tmp_path, monkeypatch):
+    from components.supernet import train_supernets
+
+    results = {0: {"epochs": 2, "loss": 0.4, "history": HISTORIES[0]}, 2: {"epochs": 1, "loss": 5.0,
+                                                                           "history": HISTORIES[2], "cached": True}}
+    root, cfg, teacher = _stage_inputs(tmp_path, monkeypatch, results)
+    out = {n: FakeArtifact(str(tmp_path / "kfp" / n)) for n in ("supernets", "metrics", "report", "curves")}
+    train_supernets.python_func(run_config=cfg, generation=0, teacher=teacher, gpus_per_block=0,
+                                max_concurrent_blocks=0, ray_address="", **out)
+    md = storage.read_text(f"{root}/gen0/reports/supernets.md")
+    html = storage.read_text(f"{root}/gen0/reports/supernets.html")
+    assert md == open(out["report"].path).read() and "| 1 | 0.9 | 5 |" in md
+    assert png_size(html) == 1 and out["curves"].metadata["uri"].endswith("supernets.html")
+
+
+def test_rate_blocks_publishes_rating_md_and_the_heatmaps(tmp_path, monkeypatch):
+    from components.rate import rate_blocks
+    from dna.rate.scores import write_scores
+    from dna.train.block import history_uri
+
+    root, cfg, teacher = _stage_inputs(tmp_path, monkeypatch, RATE_RESULTS)
+    write_scores(small_scores(), f"{root}/gen0/scores", partitioned=True)
+    for k in (0, 1):
+        storage.write_json({"block": k, "epochs": 3, "history": [{"epoch": e, "loss": 1.0} for e in (1, 2, 3)]},
+                           history_uri(f"{root}/gen0/supernet/block{k}"))
+    supernets = FakeArtifact(str(tmp_path / "kfp" / "sn"))
+    supernets.metadata["uri"] = f"{root}/gen0/supernet"
+    out = {n: FakeArtifact(str(tmp_path / "kfp" / n)) for n in ("scores", "metrics", "report", "heatmaps")}
+    rate_blocks.python_func(run_config=cfg, generation=0, teacher=teacher, supernets=supernets, gpus_per_block=0,
+                            max_concurrent_blocks=0, ray_address="", **out)
+    cols = md_columns(storage.read_text(f"{root}/gen0/reports/rating.md"))
+    assert cols["candidates rated"] == ["7", "2"] and cols["best loss (Eq. 7)"] == ["0.5", "2"]
+    assert cols["supernet epochs"] == ["3", "3"]
+    html = storage.read_text(f"{root}/gen0/reports/rating.html")
+    assert png_size(html) == 2 and html == open(out["heatmaps"].path).read()

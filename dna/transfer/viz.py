@@ -91,15 +91,17 @@ def legend_entries(names: Sequence[str], present: Sequence[int] | None = None,
 def draw_legend(entries: Sequence[tuple[str, tuple[int, int, int] | None]], width: int) -> Image.Image:
     """A legend strip ``width`` pixels wide: a colour swatch and the class name per entry, as many
     entries per line as fit."""
-    sw, item_w, line_h = 10, 120, 14
-    per_line = max(1, width // item_w)
+    sw, line_h = 10, 14
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    item_w = int(max([measure.textlength(label) for label, _ in entries] + [0])) + sw + 16
+    per_line = max(1, (width - 4) // item_w)
     lines = max(1, -(-len(entries) // per_line))
-    out = Image.new("RGB", (max(width, item_w), lines * line_h + 4), (255, 255, 255))
+    out = Image.new("RGB", (max(width, item_w + 4), lines * line_h + 4), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     for i, (label, c) in enumerate(entries):
         x, y = 4 + (i % per_line) * item_w, 2 + (i // per_line) * line_h
         draw.rectangle([x, y + 1, x + sw, y + 1 + sw], fill=c, outline=(0, 0, 0))
-        draw.text((x + sw + 4, y), label[:18], fill=(0, 0, 0))
+        draw.text((x + sw + 4, y), label, fill=(0, 0, 0))
     return out
 
 
