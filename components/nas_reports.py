@@ -192,16 +192,19 @@ def accuracy_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]
     top-1 only when some generation holds one (``random: {metrics: {top1}}``)."""
     gens = list(summary.get("generations") or [])
     with_random = any(_top1(g.get("random")) is not None for g in gens)
-    header = ["gen", "teacher", "teacher top-1 (%)", "searched net top-1 (%)", "scaled searched net top-1 (%)"]
+    header = ["gen", "teacher", "teacher top-1 (%)", "searched net top-1 (%)", "scaled teacher top-1 (%)"]
     if with_random:
         header.append("random architecture top-1 (%)")
+    root = str(summary.get("root") or "").rstrip("/") + "/"
     rows = []
     for i, g in enumerate(gens):
         teacher = g.get("teacher") or {}
+        model = str(teacher.get("model", ""))
+        model = model[len(root):] if root != "/" and model.startswith(root) else model   # run-root relative
         t_top1 = teacher.get("top1")
         if t_top1 is None and i > 0:    # the previous generation's scaled net is this one's teacher
             t_top1 = _top1(gens[i - 1].get("scaled"))
-        row = [str(g.get("generation")), str(teacher.get("model", "")), fmt(t_top1),
+        row = [str(g.get("generation")), model, fmt(t_top1),
                fmt(_top1(g.get("retrain"))), fmt(_top1(g.get("scaled")))]
         if with_random:
             row.append(fmt(_top1(g.get("random"))))
@@ -217,14 +220,14 @@ def retrained_points(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         t = g.get("teacher") or {}
         if t.get("top1") is not None and t.get("params") is not None:
             pts.append({"label": f"gen{n} teacher", "kind": "teacher", "params": t["params"], "top1": t["top1"]})
-        for key, kind in (("retrain", "searched"), ("scaled", "scaled searched"), ("random", "random")):
+        for key, kind in (("retrain", "searched"), ("scaled", "scaled teacher"), ("random", "random")):
             m = (g.get(key) or {}).get("metrics") or {}
             if m.get("top1") is not None and m.get("params") is not None:
                 pts.append({"label": f"gen{n} {kind}", "kind": kind, "params": m["params"], "top1": m["top1"]})
     return pts
 
 
-KIND_STYLE = {"teacher": ("#8172b3", "s"), "searched": ("#c44e52", "*"), "scaled searched": ("#4c72b0", "o"),
+KIND_STYLE = {"teacher": ("#8172b3", "s"), "searched": ("#c44e52", "*"), "scaled teacher": ("#4c72b0", "o"),
               "random": ("#937860", "x")}
 
 
@@ -252,7 +255,10 @@ def draw_accuracy_vs_params(points: Sequence[Mapping[str, Any]]) -> bytes:
 def accuracy_section(summary: Mapping[str, Any], draw: bool = True) -> str:
     """Teacher vs searched table and the accuracy-vs-params scatter of every retrained net."""
     header, rows = accuracy_rows(summary)
-    parts = [section("Teacher vs searched accuracy", html_table(rows, header)) if rows else ""]
+    note = ('<p class="muted">searched net: the searched architecture retrained at its own size (the last '
+            "generation); scaled teacher: the searched architecture scaled up and retrained, the next "
+            "generation's teacher. A generation's teacher top-1 is the previous one's scaled teacher.</p>")
+    parts = [section("Teacher vs searched accuracy", note, html_table(rows, header)) if rows else ""]
     pts = retrained_points(summary)
     if pts:
         parts.append(section("Accuracy vs params of every retrained net",

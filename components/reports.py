@@ -463,7 +463,8 @@ def scores_markdown(per_block: Mapping[int, Sequence[Mapping[str, Any]]], counts
         for i, c in enumerate(per_block[k]):
             rows.append([k if i == 0 else "", counts.get(k, "") if i == 0 else "", c["cell"], c["ops"],
                          c.get("in_channels", ""), fmt(c["loss"]), human(c["params"]), human(c["flops"])])
-    lines.append(md_table(rows, ["block", "candidates", "cell", "ops", "in", "loss", "params", "FLOPs"]))
+    lines.append(md_table(rows, ["block", "candidates", "cell", "ops", "in channels", "loss (Eq. 7)", "params",
+                                 "FLOPs"]))
     return "\n".join(lines)
 
 

@@ -127,7 +127,7 @@ def fake_summary(random: bool = False) -> dict:
     g0 = {"generation": 0, "teacher": {"model": "tiny-teacher", "top1": 60.0, "params": 2_000_000},
           "search": {"loss": 1.0, "params": 300_000, "flops": 1_000_000},
           "scaled": {"metrics": {"top1": 65.5, "params": 900_000}}}
-    g1 = {"generation": 1, "teacher": {"model": "gen0/scaled/arch.json"},
+    g1 = {"generation": 1, "teacher": {"model": "/r/gen0/scaled/arch.json"},
           "search": {"loss": 0.9, "params": 400_000, "flops": 1_100_000},
           "retrain": {"metrics": {"top1": 58.25, "params": 400_000}}}
     if random:
@@ -137,7 +137,7 @@ def fake_summary(random: bool = False) -> dict:
 
 def test_summary_has_teacher_and_searched_columns_and_no_invented_random_column():
     header, rows = nas_reports.accuracy_rows(fake_summary())
-    assert header[2:] == ["teacher top-1 (%)", "searched net top-1 (%)", "scaled searched net top-1 (%)"]
+    assert header[2:] == ["teacher top-1 (%)", "searched net top-1 (%)", "scaled teacher top-1 (%)"]
     assert rows == [["0", "tiny-teacher", "60", "-", "65.5"],
                     ["1", "gen0/scaled/arch.json", "65.5", "58.25", "-"]]   # gen 1's teacher: gen 0's scaled net
     assert not any("random" in h for h in header)
@@ -156,7 +156,7 @@ def test_summary_takes_a_random_architecture_column_when_the_data_has_one():
 def test_accuracy_vs_params_has_every_retrained_net():
     pts = nas_reports.retrained_points(fake_summary(random=True))
     assert [(p["label"], p["params"], p["top1"]) for p in pts] == [
-        ("gen0 teacher", 2_000_000, 60.0), ("gen0 scaled searched", 900_000, 65.5),
+        ("gen0 teacher", 2_000_000, 60.0), ("gen0 scaled teacher", 900_000, 65.5),
         ("gen1 searched", 400_000, 58.25), ("gen1 random", 390_000, 41.0)]
     assert Image.open(io.BytesIO(nas_reports.draw_accuracy_vs_params(pts))).size[0] > 100
 
