@@ -57,7 +57,8 @@ def rate_pp(run_config: str, supernet: Input[Model], scores: Output[Dataset], me
                              **{f"best_loss.block{k}": v[0]["loss"] for k, v in top.items()}})
     rt.write_pointer(scores, "scores", out["scores"], 0, rows=counts)
     scores.metadata["rows"] = sum(counts.values())
-    md = reports.blocks_report("rate", out["results"], 0, extra=reports.scores_markdown(top, counts, out["scores"]))
+    md = reports.blocks_report("rate", out["results"], 0, extra=reports.scores_markdown(top, counts, out["scores"]),
+                               counts=counts, best={k: v[0]["loss"] for k, v in top.items()})
     rt.publish_report(md, report, cfg, 0, "rating.md")
 
 
