@@ -31,21 +31,33 @@ NO_LIMIT = "none"
 
 
 def _limit_text(value: Any) -> str:
-    if value is None:
-        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""               # none, or a bad value that the run config's checks will name
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def from_config(d: dict) -> dict[str, Any]:
-    """The typed parameters' values that a run config dict already has (their defaults)."""
+    """The typed parameters' values that a run config dict already has (their defaults); a value
+    of the wrong type gives the unset value (the run config's own checks name it)."""
     from dna.cost_registry import COSTS
 
-    limits = {**{c.name: d.get(c.limit_key) for c in COSTS}, **(d.get("limits") or {})}   # old max_<cost> keys too
+    def section(key: str) -> dict:
+        return d.get(key) if isinstance(d.get(key), dict) else {}
+
+    limits = {**{c.name: d.get(c.limit_key) for c in COSTS}, **section("limits")}   # old max_<cost> keys too
     return {
-        "data": (d.get("data") or {}).get("uri") or "",
-        "teacher": (d.get("teacher") or {}).get("model") or "",
-        "epochs": int(d.get("block_epochs") or 0),
-        "retrain_epochs": int((d.get("retrain") or {}).get("epochs") or 0),
+        "data": _text(section("data").get("uri")),
+        "teacher": _text(section("teacher").get("model")),
+        "epochs": _int(d.get("block_epochs")),
+        "retrain_epochs": _int(section("retrain").get("epochs")),
         **{p: _limit_text(limits.get(cost)) for p, cost in LIMITS.items()},
     }
 

@@ -168,8 +168,8 @@ def _ray_validator(kind: str, version: str):
         pytest.skip(
             f"KubeRay CRD schemas not found at {KUBERAY_SCHEMAS}: they are not part of the "
             "repository. Get ray.io_rayclusters.yaml, ray.io_rayjobs.yaml and ray.io_raycronjobs.yaml "
-            "from github.com/ray-project/kuberay (ray-operator/config/crd/bases, KubeRay v1.4 or "
-            "later) into a folder and set DNA_KUBERAY_SCHEMAS=FOLDER (default: "
+            "from github.com/ray-project/kuberay (ray-operator/config/crd/bases of a current "
+            "release) into a folder and set DNA_KUBERAY_SCHEMAS=FOLDER (default: "
             "../shared/schemas/kuberay beside the repository). "
             "test_ray_kinds_use_only_known_kuberay_fields checks the fields we use without them."
         )
@@ -202,8 +202,8 @@ def test_ray_kinds_validate_against_kuberay_crds(rel):
         )
 
 
-# The KubeRay (ray.io/v1) fields that k8s/ relies on and their types, written by hand from
-# KubeRay v1.4's API (ray-operator/apis/ray/v1): not a copy of its CRDs, only what we use, so
+# The KubeRay (ray.io/v1) fields that k8s/ relies on and their types, written by hand (checked
+# against KubeRay's CRDs of 2026-08-19): not a copy of the CRDs, only what we use, so
 # that a misspelled or moved field fails in any clone. POD: a core PodTemplateSpec, CORE: core
 # container fields (EnvVar list, ResourceRequirements, SecurityContext, VolumeMount list), both
 # validated with kubernetes-validate; MAP: free string keys. A new field: check it against
