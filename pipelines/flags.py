@@ -70,6 +70,18 @@ def make_parser(prog: str, description: str, generations_flag: bool,
                      help="toleration of the training tasks (repeatable)")
     k8s.add_argument("--pvc", default=None, help="PersistentVolumeClaim to mount in every task (at --pvc-mount)")
     k8s.add_argument("--pvc-mount", default="/mnt/dna", help="mount path of --pvc (default /mnt/dna)")
+    k8s.add_argument("--task-resource", action="append", default=[], metavar="KIND.FIELD=VALUE",
+                     help="CPU/memory of a task kind (light: data, search, summary; train; fanout), FIELD "
+                          "cpu_request|cpu_limit|memory_request|memory_limit, e.g. train.memory_limit=64Gi "
+                          "(repeatable; defaults: pipelines/task_settings.py)")
+    k8s.add_argument("--task-timeout", action="append", default=[], metavar="KIND=DURATION",
+                     help="timeout of a task kind, fixed in the YAML, e.g. train=3d (defaults light=6h, "
+                          "train=14d, fanout=7d; repeatable)")
+    k8s.add_argument("--retries", type=int, default=None,
+                     help="retries of the training and fan-out tasks, fixed in the YAML (default 2)")
+    k8s.add_argument("--shm-size", default=None,
+                     help="size limit of the memory-backed /dev/shm of training and fan-out tasks "
+                          "(default 8Gi; none: no limit)")
     k8s.add_argument("--image", default=None, help="component image (default $DNA_IMAGE or dna-nas:<package version>)")
     how = p.add_argument_group("where it runs (default: here, with KFP's local runner)")
     how.add_argument("--compile", metavar="FILE", default=None, help="write the pipeline YAML (for the KFP UI)")
