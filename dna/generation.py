@@ -32,7 +32,7 @@ from dna.errors import DnaError, check_keys, field_names
 from dna.layout import generation, run_files, scores_part, stage_files
 from dna.model.arch import EFFICIENTNET_B0, Architecture
 from dna.space import get_family, get_space
-from dna.teacher import TeacherConfig
+from dna.teacher_config import TeacherConfig
 
 # teacher names meaning "the embedded default": a half-width EfficientNet-B0 trained here first
 TINY_TEACHERS = ("", "tiny", "efficientnet_b0-half")
