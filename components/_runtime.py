@@ -53,8 +53,10 @@ def shutdown_ray() -> None:
 
 
 # ----- run config -------------------------------------------------------------------------------
-def load_config(run_config: str):
-    """The :class:`dna.generation.RunConfig` of a component's ``run_config`` JSON parameter."""
+def load_config(run_config: str, overrides: dict[str, Any] | None = None):
+    """The :class:`dna.generation.RunConfig` of a component's ``run_config`` JSON parameter, with
+    the typed pipeline parameters in ``overrides`` applied (:mod:`components.overrides`)."""
+    from components.overrides import apply_overrides
     from dna.errors import DnaError
     from dna.generation import RunConfig
 
@@ -64,7 +66,7 @@ def load_config(run_config: str):
         raise DnaError(f"run_config is not valid JSON: {exc}") from None
     if not isinstance(d, dict):
         raise DnaError("run_config must be a JSON object (dna.generation.RunConfig)")
-    cfg = RunConfig.from_dict(d)
+    cfg = RunConfig.from_dict(apply_overrides(d, overrides))
     hold_root(cfg.root)
     if cfg.root:  # every stage starts here: clear what writers killed in earlier stages left
         from dna import storage

@@ -18,6 +18,7 @@ def train_pp_supernet(run_config: str, pp_config: str, data: Input[Dataset], sup
     from components import _runtime as rt
     from components import reports
     from dna.dnapp import pp_supernet_step, pp_train_config
+    from dna.progress import reporter
 
     rt.setup()
     cfg = rt.load_config(run_config)
@@ -25,7 +26,8 @@ def train_pp_supernet(run_config: str, pp_config: str, data: Input[Dataset], sup
     tcfg = pp_train_config(cfg, pp_config, data_cfg)
     rt.log(f"[gen 0] DNA++ ({tcfg.mode}): training the ViT supernet ({cfg.space}) with teacher "
            f"{tcfg.teacher_config().model} for {tcfg.epochs} epochs")
-    out = pp_supernet_step(cfg, pp_config, data_cfg)
+    with reporter(f"[gen 0] DNA++ supernet ({tcfg.mode})", log=rt.log) as show:
+        out = pp_supernet_step(cfg, pp_config, data_cfg, on_epoch_end=show)
     history = out["metrics"].get("history") or []
     last = history[-1] if history else {}
     rt.log(f"[gen 0] DNA++ supernet: loss {last.get('loss', float('nan')):.4f} after {len(history)} epochs")
@@ -55,7 +57,8 @@ def rate_pp(run_config: str, supernet: Input[Model], scores: Output[Dataset], me
                              **{f"best_loss.block{k}": v[0]["loss"] for k, v in top.items()}})
     rt.write_pointer(scores, "scores", out["scores"], 0, rows=counts)
     scores.metadata["rows"] = sum(counts.values())
-    md = reports.blocks_report("rate", out["results"], 0, extra=reports.scores_markdown(top, counts, out["scores"]))
+    md = reports.blocks_report("rate", out["results"], 0, extra=reports.scores_markdown(top, counts, out["scores"]),
+                               counts=counts, best={k: v[0]["loss"] for k, v in top.items()})
     rt.publish_report(md, report, cfg, 0, "rating.md")
 
 
@@ -69,6 +72,7 @@ def retrain_vit(run_config: str, pp_config: str, generation: int, arch: Input[Mo
     from dna import storage
     from dna.dnapp import retrain_vit_step
     from dna.layout import stage_files
+    from dna.progress import reporter
     from dna.run_summary import read_optional_bytes
 
     rt.setup()
@@ -76,7 +80,8 @@ def retrain_vit(run_config: str, pp_config: str, generation: int, arch: Input[Mo
     g = generation
     arch_uri = rt.input_uri(arch, "arch")
     rt.log(f"[gen {g}] retraining the searched ViT (DeiT recipe)")
-    out = retrain_vit_step(cfg, pp_config, g, arch=arch_uri)
+    with reporter(f"[gen {g}] retrain ViT", log=rt.log) as show:
+        out = retrain_vit_step(cfg, pp_config, g, arch=arch_uri, on_epoch_end=show)
     m = out["metrics"]
     rt.log(f"[gen {g}] retrained: top-1 {m['top1']:.2f}%, params {m['params']:,}, FLOPs {m['flops']:,}")
     rt.log_metrics(metrics, {k: m[k] for k in ("top1", "top5", "best_top1", "params", "flops", "epochs") if k in m})

@@ -408,20 +408,48 @@ def transfer_report(results: Mapping[str, Mapping[str, Any]], samples: Mapping[s
     return html_page(f"Transfer of the searched backbone{gen}", parts)
 
 
+def _ray_seconds(r: Mapping[str, Any]) -> float | None:
+    ray = r.get("ray") or {}
+    if ray.get("finished_at") and ray.get("started_at"):
+        return ray["finished_at"] - ray["started_at"]
+    return None
+
+
+def drop_empty_columns(rows: Sequence[Sequence[Any]], header: Sequence[str],
+                       empty: tuple[Any, ...] = ("", "-", None)) -> tuple[list[list[Any]], list[str]]:
+    """The table without the columns no row has a value in (e.g. seconds when every block was
+    cached): a Markdown report shows no column that is empty throughout."""
+    keep = [j for j in range(len(header)) if any(r[j] not in empty for r in rows)] if rows else list(range(len(header)))
+    return [[r[j] for j in keep] for r in rows], [header[j] for j in keep]
+
+
 def blocks_report(kind: str, results: Mapping[int, Mapping[str, Any]], generation: int,
-                  extra: str = "") -> str:
-    """Markdown: one row per block of a fan-out (supernet training or rating)."""
+                  extra: str = "", counts: Mapping[int, int] | None = None,
+                  best: Mapping[int, float] | None = None, supernet_epochs: Mapping[int, Any] | None = None) -> str:
+    """Markdown: one row per block of a fan-out, each column one quantity.
+
+    ``train``: the epochs trained and the last epoch's training loss (MSE to the teacher's map).
+    ``rate``: the candidates rated (``counts``, else the rows the rating wrote), the best rated loss
+    (Eq. 7, ``best``) and the epochs of the supernet rated (``supernet_epochs``). Both: whether the
+    block was cached (stored by an earlier run), its seconds and host. Columns without any value
+    (e.g. seconds when every block was cached) are left out."""
     rows = []
     for k in sorted(results):
         r = results[k]
-        ray = r.get("ray") or {}
-        secs = None
-        if ray.get("finished_at") and ray.get("started_at"):
-            secs = ray["finished_at"] - ray["started_at"]
-        rows.append([k, fmt(r.get("epochs", "")), fmt(r.get("loss", r.get("rows", ""))),
-                     "yes" if r.get("cached") else "no", fmt(secs, 3) if secs is not None else "-",
-                     ray.get("host", "-")])
-    head = ["block", "epochs", "loss" if kind == "train" else "loss / rows", "cached", "seconds", "host"]
+        secs = _ray_seconds(r)
+        common = ["yes" if r.get("cached") else "no", fmt(secs, 3) if secs is not None else "-",
+                  (r.get("ray") or {}).get("host", "-")]
+        if kind == "train":
+            rows.append([k, fmt(r.get("epochs", "-")), fmt(r.get("loss", "-")), *common])
+        else:
+            n = (counts or {}).get(k, r.get("rows"))
+            rows.append([k, fmt(n if n is not None else "-"), fmt((best or {}).get(k, "-")),
+                         fmt((supernet_epochs or {}).get(k, "-")), *common])
+    if kind == "train":
+        head = ["block", "epochs", "final train loss (MSE)", "cached", "seconds", "host"]
+    else:
+        head = ["block", "candidates rated", "best loss (Eq. 7)", "supernet epochs", "cached", "seconds", "host"]
+    rows, head = drop_empty_columns(rows, head)
     title = "Block supernets" if kind == "train" else "Rating (Algorithm 1)"
     return f"# {title}: generation {generation}\n\n{md_table(rows, head)}\n\n{extra}".rstrip() + "\n"
 
@@ -435,7 +463,8 @@ def scores_markdown(per_block: Mapping[int, Sequence[Mapping[str, Any]]], counts
         for i, c in enumerate(per_block[k]):
             rows.append([k if i == 0 else "", counts.get(k, "") if i == 0 else "", c["cell"], c["ops"],
                          c.get("in_channels", ""), fmt(c["loss"]), human(c["params"]), human(c["flops"])])
-    lines.append(md_table(rows, ["block", "candidates", "cell", "ops", "in", "loss", "params", "FLOPs"]))
+    lines.append(md_table(rows, ["block", "candidates", "cell", "ops", "in channels", "loss (Eq. 7)", "params",
+                                 "FLOPs"]))
     return "\n".join(lines)
 
 
@@ -453,9 +482,14 @@ def data_report(data: Mapping[str, Any], classes: Sequence[str], sizes: Mapping[
 
 def summary_report(summary: Mapping[str, Any], arch: Mapping[str, Any] | None = None,
                    fronts: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-                   curve_png: bytes | None = None, samples: Mapping[str, bytes] | None = None) -> str:
+                   curve_png: bytes | None = None, samples: Mapping[str, bytes] | None = None,
+                   block_histories: Mapping[int, Mapping[int, Sequence[Mapping[str, Any]]]] | None = None) -> str:
     """The run's final page: answer (architecture, params, FLOPs, accuracy), the generations,
-    Pareto plot, drawing, curves, transfer, where every artifact is."""
+    teacher vs searched accuracy and accuracy vs params, Pareto plot, drawing, block supernet
+    curves (``block_histories``: generation -> block -> history), retrain curves, transfer, where
+    every artifact is."""
+    from components import nas_reports
+
     final = summary.get("final") or {}
     best = final.get("search") or {}
     acc = final.get("retrain") or {}
@@ -478,6 +512,7 @@ def summary_report(summary: Mapping[str, Any], arch: Mapping[str, Any] | None = 
         section("Answer", html_table(rows, ["", "value"])),
         section("Generations", html_table(gens, ["gen", "teacher", "search loss", "params", "FLOPs",
                                                  "scaled teacher top-1", "retrained top-1"])),
+        nas_reports.accuracy_section(summary),
     ]
     if arch is not None:
         parts.append(section("Searched network (Fig. 13 style)", img(draw_architecture(arch), "architecture"),
@@ -485,6 +520,8 @@ def summary_report(summary: Mapping[str, Any], arch: Mapping[str, Any] | None = 
     if fronts:
         parts.append(section("Loss vs cost: exact Pareto front (last generation)",
                              img(draw_pareto(fronts, best or None, summary.get("limits")), "pareto")))
+    for g, hist in sorted((block_histories or {}).items()):
+        parts.append(nas_reports.block_curves_section(hist, f"Block supernet training loss: generation {g}"))
     if curve_png:
         parts.append(section("Retraining curves", img(curve_png, "curves")))
     for task, png in (samples or {}).items():

@@ -17,6 +17,7 @@ def retrain(run_config: str, generation: int, arch: Input[Model], teacher: Input
     from dna import storage
     from dna.generation import retrain_step
     from dna.layout import stage_files
+    from dna.progress import reporter
     from dna.run_summary import read_optional_bytes
 
     rt.setup()
@@ -24,7 +25,8 @@ def retrain(run_config: str, generation: int, arch: Input[Model], teacher: Input
     g = generation
     arch_uri = rt.input_uri(arch, "arch")
     rt.log(f"[gen {g}] retraining the searched net for {cfg.retrain.epochs} epochs")
-    out = retrain_step(cfg, g, rt.read_teacher(teacher), arch=arch_uri)
+    with reporter(f"[gen {g}] retrain", log=rt.log) as show:
+        out = retrain_step(cfg, g, rt.read_teacher(teacher), arch=arch_uri, on_epoch_end=show)
     m = out["metrics"]
     rt.log(f"[gen {g}] retrained: top-1 {m['top1']:.2f}%, params {m['params']:,}, FLOPs {m['flops']:,}")
     rt.log_metrics(metrics, {k: m[k] for k in ("top1", "top5", "best_top1", "val_loss", "params", "flops", "epochs")

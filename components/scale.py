@@ -18,6 +18,7 @@ def scale_teacher(run_config: str, generation: int, scale_retrain: str, arch: In
     from dna import storage
     from dna.generation import scale_step, teacher_step, with_retrain
     from dna.layout import stage_files
+    from dna.progress import reporter
     from dna.run_summary import read_optional_bytes
 
     rt.setup()
@@ -26,7 +27,8 @@ def scale_teacher(run_config: str, generation: int, scale_retrain: str, arch: In
     arch_uri = rt.input_uri(arch, "arch")
     rt.log(f"[gen {g}] scaling the searched net to {cfg.scale_to} and retraining it: the teacher of "
            f"generation {g + 1}")
-    out = scale_step(cfg, g, rt.read_teacher(teacher), arch=arch_uri)
+    with reporter(f"[gen {g}] scaled teacher", log=rt.log) as show:
+        out = scale_step(cfg, g, rt.read_teacher(teacher), arch=arch_uri, on_epoch_end=show)
     m = out["metrics"]
     rt.log(f"[gen {g}] scaled teacher: top-1 {m['top1']:.2f}%, params {m['params']:,}, FLOPs {m['flops']:,}")
     rt.log_metrics(metrics, {k: m[k] for k in ("top1", "top5", "params", "flops", "resolution", "epochs")

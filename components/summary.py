@@ -17,6 +17,7 @@ def summarize(run_config: str, arch: Input[Model], model: Input[Model], transfer
     from dna.layout import generation as layout
     from dna.layout import run_files
     from dna.run_summary import (
+        generation_block_histories,
         read_optional_bytes,
         read_optional_json,
         transfer_results,
@@ -33,7 +34,8 @@ def summarize(run_config: str, arch: Input[Model], model: Input[Model], transfer
     gen = layout(cfg.root, final["generation"])
     _, samples = transfer_results(cfg, final["generation"], transfer_uri)
     html = reports.summary_report(s, read_optional_json(arch_uri), read_optional_json(gen.pareto),
-                                  read_optional_bytes(gen.retrain_files.curve), samples)
+                                  read_optional_bytes(gen.retrain_files.curve), samples,
+                                  {g: generation_block_histories(cfg, g) for g in range(cfg.generations)})
     rt.publish_report(html, report, cfg, None, "summary.html")
     rt.write_json_artifact(summary, s, root=cfg.root)
     best, acc = final.get("search") or {}, final.get("retrain") or {}

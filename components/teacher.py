@@ -18,6 +18,7 @@ def train_teacher(run_config: str, generation: int, data: Input[Dataset], teache
     from components import reports
     from dna.generation import teacher_step
     from dna.layout import generation as layout
+    from dna.progress import reporter
     from dna.run_summary import read_optional_bytes, read_optional_json
 
     rt.setup()
@@ -26,7 +27,8 @@ def train_teacher(run_config: str, generation: int, data: Input[Dataset], teache
     g = generation
     files = layout(cfg.root, g).teacher_files
     rt.log(f"[gen {g}] teacher")
-    t = teacher_step(cfg, g)
+    with reporter(f"[gen {g}] teacher", log=rt.log) as show:
+        t = teacher_step(cfg, g, on_epoch_end=show)
     m = read_optional_json(files.metrics)
     trained = g == 0 and m is not None and not (cfg.teacher.checkpoint or cfg.teacher.pretrained)
     if trained:

@@ -16,6 +16,7 @@ def transfer(run_config: str, generation: int, arch: Input[Model], model: Input[
     from components import reports
     from dna.generation import transfer_step
     from dna.layout import generation as layout
+    from dna.progress import reporter
     from dna.run_summary import transfer_results
 
     rt.setup()
@@ -24,7 +25,8 @@ def transfer(run_config: str, generation: int, arch: Input[Model], model: Input[
     arch_uri, weights = rt.input_uri(arch, "arch"), rt.input_uri(model, "model")
     if cfg.transfer:
         rt.log(f"[gen {g}] transfer: {', '.join(cfg.transfer)}")
-        transfer_step(cfg, g, arch=arch_uri, weights=weights)
+        with reporter(f"[gen {g}] transfer", log=rt.log) as show:
+            transfer_step(cfg, g, arch=arch_uri, weights=weights, on_epoch_end=show)
     out = layout(cfg.root, g).transfer
     found, samples = transfer_results(cfg, g, out)
     for task, r in found.items():

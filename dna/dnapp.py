@@ -18,6 +18,7 @@ from dna.data import DataConfig
 from dna.errors import DnaError
 from dna.generation import RunConfig, unrated
 from dna.layout import generation
+from dna.progress import OnEpochEnd
 from dna.teacher import TeacherConfig
 
 # teacher names meaning DNA++'s default CNN teacher (dna.ssl picks it for the space)
@@ -84,14 +85,15 @@ def validate_pp(cfg: RunConfig, pp_config: str | dict | None, remote: bool = Fal
 
 
 # ----- steps ------------------------------------------------------------------------------------
-def pp_supernet_step(cfg: RunConfig, pp_config: str | dict | None, data: DataConfig | None = None) -> dict:
+def pp_supernet_step(cfg: RunConfig, pp_config: str | dict | None, data: DataConfig | None = None,
+                     on_epoch_end: OnEpochEnd | None = None) -> dict:
     """``dna.ssl.train_pp``: the teacher CNN and the ViT supernet of every block trained jointly
     (Eq. 10-11) on ``data`` under ``<root>/gen0/supernet/`` (resumes from its checkpoint)."""
     from dna.ssl import train_pp
 
     gen = generation(cfg.root, 0)
     tcfg = pp_train_config(cfg, pp_config, data)
-    metrics = train_pp(tcfg)
+    metrics = train_pp(tcfg, on_epoch_end=on_epoch_end)
     t = tcfg.teacher_config()
     joint = gen.joint_teacher
     teacher = TeacherConfig(model=t.model, checkpoint=joint if storage.exists(joint) else t.checkpoint)
@@ -117,7 +119,8 @@ def pp_rate_step(cfg: RunConfig, supernets: str | None = None, log=None) -> dict
     return {"scores": gen.scores, "results": dict(sorted(results.items()))}
 
 
-def retrain_vit_step(cfg: RunConfig, pp_config: str | dict | None, g: int = 0, arch: str | None = None) -> dict:
+def retrain_vit_step(cfg: RunConfig, pp_config: str | dict | None, g: int = 0, arch: str | None = None,
+                     on_epoch_end: OnEpochEnd | None = None) -> dict:
     """``dna.retrain_vit.retrain_vit`` (DeiT recipe, ``pp_config["retrain"]`` overrides) of the
     searched ViT ``arch`` into ``<root>/gen<g>/retrain/`` (the MBConv retraining's layout)."""
     from dna.retrain_vit import retrain_vit
@@ -125,6 +128,6 @@ def retrain_vit_step(cfg: RunConfig, pp_config: str | dict | None, g: int = 0, a
     gen = generation(cfg.root, g)
     arch = arch or gen.search_arch
     rcfg = retrain_vit_config(cfg, pp_config, arch, gen.retrain)
-    metrics = retrain_vit(rcfg)
+    metrics = retrain_vit(rcfg, on_epoch_end=on_epoch_end)
     return {"arch": arch, "model": gen.retrain_files.model, "dir": gen.retrain, "metrics": metrics,
             "config": rcfg}

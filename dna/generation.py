@@ -32,7 +32,7 @@ from dna.errors import DnaError, check_keys, field_names
 from dna.layout import generation, run_files, scores_part, stage_files
 from dna.model.arch import EFFICIENTNET_B0, Architecture
 from dna.space import get_family, get_space
-from dna.teacher import TeacherConfig
+from dna.teacher_config import TeacherConfig
 
 # teacher names meaning "the embedded default": a half-width EfficientNet-B0 trained here first
 TINY_TEACHERS = ("", "tiny", "efficientnet_b0-half")
@@ -233,7 +233,8 @@ def _retrain_config(settings: RetrainSettings, model: str, out: str, data: DataC
 # ----- steps ------------------------------------------------------------------------------------
 # Each step takes what it consumes as explicit URIs (None: where dna.layout puts it, for the
 # in-process loop); the KFP components pass what their input artifacts point at.
-def teacher_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str | None = None) -> TeacherConfig:
+def teacher_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str | None = None,
+                 on_epoch_end: Callable | None = None) -> TeacherConfig:
     """The teacher of generation ``g``: for g > 0 the scaled, retrained net of generation g - 1
     (``arch`` and ``weights``); for g = 0 the given one, trained on the data when it has no weights."""
     from dna.retrain import retrain
@@ -253,7 +254,8 @@ def teacher_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str |
         model = gen.teacher_files.arch
         if not storage.exists(model):
             tiny_teacher_arch(cfg.data).save(model)
-    retrain(_retrain_config(cfg.teacher_train, model, gen.teacher, cfg.data, cfg.seed, cfg.device))
+    retrain(_retrain_config(cfg.teacher_train, model, gen.teacher, cfg.data, cfg.seed, cfg.device),
+            on_epoch_end=on_epoch_end)
     return fix_teacher_classes(TeacherConfig(model=model, checkpoint=gen.teacher_files.model, num_classes=None),
                                cfg.data)
 
@@ -340,7 +342,8 @@ def search_step(cfg: RunConfig, g: int, scores: str | None = None) -> dict:
     return result
 
 
-def scale_step(cfg: RunConfig, g: int, teacher: TeacherConfig, arch: str | None = None) -> dict:
+def scale_step(cfg: RunConfig, g: int, teacher: TeacherConfig, arch: str | None = None,
+               on_epoch_end: Callable | None = None) -> dict:
     """Scale the searched net ``arch`` of generation g and retrain it: the teacher of g + 1."""
     from dna.retrain import retrain
     from dna.scale import scale
@@ -350,18 +353,20 @@ def scale_step(cfg: RunConfig, g: int, teacher: TeacherConfig, arch: str | None 
         scale(Architecture.load(arch or gen.search_arch), cfg.scale_to).save(gen.scaled_arch)
     data = dataclasses.replace(cfg.data, resolution=Architecture.load(gen.scaled_arch).resolution)
     metrics = retrain(_retrain_config(cfg.retrain, gen.scaled_arch, gen.scaled_retrain, data, cfg.seed,
-                                      cfg.device, teacher))
+                                      cfg.device, teacher), on_epoch_end=on_epoch_end)
     return {"arch": gen.scaled_arch, "model": gen.scaled_files.model, "dir": gen.scaled_retrain,
             "metrics": metrics}
 
 
-def retrain_step(cfg: RunConfig, g: int, teacher: TeacherConfig | None = None, arch: str | None = None) -> dict:
+def retrain_step(cfg: RunConfig, g: int, teacher: TeacherConfig | None = None, arch: str | None = None,
+                 on_epoch_end: Callable | None = None) -> dict:
     """Retrain the searched net ``arch`` of generation g without scaling (the run's answer)."""
     from dna.retrain import retrain
 
     gen = generation(cfg.root, g)
     arch = arch or gen.search_arch
-    metrics = retrain(_retrain_config(cfg.retrain, arch, gen.retrain, cfg.data, cfg.seed, cfg.device, teacher))
+    metrics = retrain(_retrain_config(cfg.retrain, arch, gen.retrain, cfg.data, cfg.seed, cfg.device, teacher),
+                      on_epoch_end=on_epoch_end)
     return {"arch": arch, "model": gen.retrain_files.model, "dir": gen.retrain, "metrics": metrics}
 
 
@@ -397,7 +402,8 @@ def transfer_configs(cfg: RunConfig, g: int = 0, arch: str | None = None, weight
     return out
 
 
-def transfer_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str | None = None) -> dict:
+def transfer_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str | None = None,
+                  on_epoch_end: Callable | None = None) -> dict:
     """Segmentation / detection / classification transfer of the retrained searched backbone
     (``arch`` with ``weights``)."""
     from dna.transfer import transfer_cls, transfer_det, transfer_seg
@@ -409,7 +415,7 @@ def transfer_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str 
         if storage.exists(metrics_uri):
             out[task] = storage.read_json(metrics_uri)
             continue
-        out[task] = runners[task](tc)
+        out[task] = runners[task](tc, on_epoch_end=on_epoch_end)
     return out
 
 
@@ -428,16 +434,19 @@ def run(cfg: RunConfig, log: Callable[[str], Any] = print, reuse_root: bool = Fa
 
 
 def _run(cfg: RunConfig, log: Callable[[str], Any]) -> dict:
+    from dna.progress import reporter
     from dna.run_summary import write_summary
 
     t0 = time.time()
     storage.sweep_stale(cfg.root)  # temp files and uploads that killed writers left
     storage.write_json(cfg.to_dict(), run_files(cfg.root).config)
     for g in range(cfg.generations):
+        def show(stage: str, g: int = g):
+            return reporter(f"[gen {g}] {stage}", log=log)
         log(f"[gen {g}] teacher")
-        teacher = teacher_step(cfg, g)
+        teacher = teacher_step(cfg, g, on_epoch_end=show("teacher"))
         log(f"[gen {g}] training {len(get_space(cfg.space).blocks)} block supernets")
-        supernet_step(cfg, g, teacher)
+        supernet_step(cfg, g, teacher, on_epoch_end=show("supernet"))
         log(f"[gen {g}] rating")
         rate_step(cfg, g, teacher)
         result = search_step(cfg, g)
@@ -445,13 +454,13 @@ def _run(cfg: RunConfig, log: Callable[[str], Any]) -> dict:
         log(f"[gen {g}] searched: loss {best['loss']:.4f}, params {best['params']:,}, flops {best['flops']:,}")
         if g < cfg.generations - 1:
             log(f"[gen {g}] scaling to {cfg.scale_to} and retraining: next generation's teacher")
-            scale_step(cfg, g, teacher, arch=arch)
+            scale_step(cfg, g, teacher, arch=arch, on_epoch_end=show("scaled teacher"))
             continue
         log(f"[gen {g}] retraining the searched net")
-        model = retrain_step(cfg, g, teacher, arch=arch)["model"]
+        model = retrain_step(cfg, g, teacher, arch=arch, on_epoch_end=show("retrain"))["model"]
         if cfg.transfer:
             log(f"[gen {g}] transfer: {', '.join(cfg.transfer)}")
-            transfer_step(cfg, g, arch=arch, weights=model)
+            transfer_step(cfg, g, arch=arch, weights=model, on_epoch_end=show("transfer"))
     summary = write_summary(cfg, arch=arch, model=model)
     summary["seconds"] = time.time() - t0
     return summary

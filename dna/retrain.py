@@ -41,18 +41,9 @@ from dna.device import autocast, check_device, resolve_device
 from dna.errors import DnaError, check_keys, field_names
 from dna.layout import stage_files
 from dna.progress import OnEpochEnd, epoch_end
+from dna.retrain_recipe import FAST_RECIPE, PAPER_BATCH, PAPER_LR, SCHEDULES  # noqa: F401 (re-exported)
 from dna.teacher import TeacherConfig
 from dna.train.state import capture_rng_state, check_resume_config, restore_rng_state, seed_all
-
-PAPER_LR = 0.256
-PAPER_BATCH = 4096
-SCHEDULES = ("step", "cosine", "multistep", "tanh", "poly", "constant", "none")
-# Settings that learn the small built-in data in a few epochs (tests, demos): the paper's LR is
-# for batch 4096 and hundreds of epochs.
-FAST_RECIPE: dict[str, Any] = dict(
-    opt="adamw", lr=2e-2, weight_decay=0.01, sched="cosine", warmup_epochs=0.5,
-    label_smoothing=0.0, drop_rate=0.0, drop_path_rate=0.0,
-)
 
 
 @dataclass

@@ -65,6 +65,8 @@ def _teacher_entry(cfg, gen: Generation, vit: bool) -> dict[str, Any]:
     m = read_optional_json(gen.teacher_files.metrics)
     if m:
         entry["top1"] = m.get("top1")
+        if m.get("params") is not None:
+            entry["params"] = m["params"]
     return entry
 
 
@@ -87,6 +89,31 @@ def _generation_entry(cfg, g: int, vit: bool, artifacts: dict[str, str]) -> dict
     if scaled_m:
         artifacts[f"gen{g} scaled teacher"] = gen.scaled_files.model
     return entry
+
+
+def block_histories(supernets: str, blocks: int) -> dict[int, list[dict]]:
+    """The block supernet losses per epoch (``{block: [{epoch, loss, ...}]}``) of the generation
+    whose supernets lie under ``supernets``: each block's ``history.json`` next to its checkpoint,
+    else the fan-out's result file (blocks trained before the history file existed). Blocks with
+    neither are left out."""
+    from dna.layout import block_dir
+    from dna.train.block import history_uri
+
+    fanout = (read_optional_json(storage.join(supernets, "fanout-train.json")) or {}).get("blocks") or {}
+    out: dict[int, list[dict]] = {}
+    for k in range(blocks):
+        h = (read_optional_json(history_uri(block_dir(supernets, k))) or {}).get("history")
+        h = h or (fanout.get(str(k)) or {}).get("history")
+        if h:
+            out[k] = h
+    return out
+
+
+def generation_block_histories(cfg, g: int) -> dict[int, list[dict]]:
+    """:func:`block_histories` of generation ``g`` of the run ``cfg``."""
+    from dna.space import get_space
+
+    return block_histories(generation(cfg.root, g).supernets, len(get_space(cfg.space).blocks))
 
 
 def run_summary(cfg, arch: str | None = None, model: str | None = None, transfer: str | None = None) -> dict:

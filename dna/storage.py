@@ -39,7 +39,6 @@ from typing import IO, Any
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -491,10 +490,12 @@ def read_table(uri: URI) -> pa.Table:
         fs = storage_s3.whole_object_filesystem(fs, lambda p: read_bytes(f"s3://{p}"))
     try:
         if info.type == pafs.FileType.Directory:
+            import pyarrow.dataset as ds  # here: it imports pandas (a second, single-file read needs neither)
+
             dataset = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
             return dataset.to_table()
         with fs.open_input_file(path) as f:
-            return pq.read_table(f)
+            return pq.ParquetFile(f).read()  # as pq.read_table, without its pyarrow.dataset (pandas) import
     except DnaError:
         raise
     except (OSError, pa.ArrowException) as e:

@@ -10,27 +10,11 @@ the stages before them belong to the fixed prefix (the stem and first layer).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 
 from dna.errors import DnaError
-
-
-@dataclass
-class TeacherConfig:
-    """Where the teacher comes from.
-
-    ``model`` is a timm model name (``efficientnet_b0``) or the URI of an architecture JSON
-    written by search/scale. Weights: ``checkpoint`` (a URI of a state dict or of a checkpoint
-    written by ``dna retrain``), or ``pretrained`` timm weights for users with the model hub.
-    """
-
-    model: str = "efficientnet_b0"
-    checkpoint: str | None = None
-    pretrained: bool = False
-    num_classes: int | None = None
+from dna.teacher_config import TeacherConfig  # noqa: F401 (its home; re-exported here)
 
 
 def _is_arch_uri(spec: str) -> bool:

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None, prog: str, description: str,
     args = parser.parse_args(argv)
     try:
         plan = make_plan(args, default_generations, presets, extras)
-        opts = BuildOptions(image=args.image, pvc_mount=args.pvc_mount if args.pvc else None)
+        opts = BuildOptions.from_args(args)
         opts = opts.with_secret(plan.arguments["storage_secret"])
         pipeline_func = build(plan.generations, opts)
         inputs = set(pipeline_func.component_spec.inputs or {})

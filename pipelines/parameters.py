@@ -1,6 +1,8 @@
-"""The pipeline parameters of a command line (preset + flags): cluster resources, Ray, storage."""
+"""The pipeline parameters of a command line (preset + flags): cluster resources, Ray, storage,
+task CPU/memory (``--task-resource``) and the typed run parameters (from the run config)."""
 
 import argparse
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +44,12 @@ def pipeline_arguments(args: argparse.Namespace, run_config_json: str,
     from pipelines.store_check import check_ray_address
 
     check_ray_address(params["ray_address"])
+    from components.overrides import from_config
+    from pipelines.task_settings import check_resources, parse_task_resources
+
+    params.update(parse_task_resources(getattr(args, "task_resource", None) or []))
+    check_resources(params)
+    params.update(from_config(json.loads(run_config_json or "{}")))    # the typed run parameters agree with it
     if getattr(args, "reuse_root", False):
         params["reuse_root"] = True
     params["run_config"] = run_config_json

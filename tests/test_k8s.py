@@ -1,8 +1,9 @@
 """The Kubernetes manifests (k8s/) and the image recipe (docker/), checked offline in seconds.
 
 Every kustomization under k8s/ is rendered with `kubectl kustomize`; core kinds are validated
-with kubernetes-validate, Ray kinds against the openAPIV3Schema of KubeRay's CRDs in
-../shared/schemas/kuberay/ (beside the repository). Then the security and wiring rules the
+with kubernetes-validate; Ray kinds against a hand-written list of the KubeRay fields the
+manifests rely on (everywhere) and, where KubeRay's CRDs are at hand (not in the repository:
+../shared/schemas/kuberay/ beside it or $DNA_KUBERAY_SCHEMAS), their openAPIV3Schema. Then the security and wiring rules the
 project relies on: restricted, read-only-root pods; Ray token authentication from a Secret; a
 NetworkPolicy that admits only the pipeline's pods to the head; RBAC cut to what runs in the
 task pods, bound to the project's own account; no credentials in files; one image, by version.
@@ -165,8 +166,12 @@ def _ray_validator(kind: str, version: str):
     jsonschema = pytest.importorskip("jsonschema")
     if not KUBERAY_SCHEMAS.is_dir():
         pytest.skip(
-            f"KubeRay CRD schemas not found at {KUBERAY_SCHEMAS} "
-            "(expected ../shared/schemas/kuberay beside the repository)"
+            f"KubeRay CRD schemas not found at {KUBERAY_SCHEMAS}: they are not part of the "
+            "repository. Get ray.io_rayclusters.yaml, ray.io_rayjobs.yaml and ray.io_raycronjobs.yaml "
+            "from github.com/ray-project/kuberay (ray-operator/config/crd/bases of a current "
+            "release) into a folder and set DNA_KUBERAY_SCHEMAS=FOLDER (default: "
+            "../shared/schemas/kuberay beside the repository). "
+            "test_ray_kinds_use_only_known_kuberay_fields checks the fields we use without them."
         )
     crd_file = KUBERAY_SCHEMAS / f"ray.io_{RAY_KINDS[kind]}.yaml"
     assert crd_file.is_file(), f"no CRD for {kind}: {crd_file}"
@@ -195,6 +200,111 @@ def test_ray_kinds_validate_against_kuberay_crds(rel):
         assert not msgs, f"k8s/{rel}: {doc['kind']}/{doc['metadata']['name']}:\n" + "\n".join(
             msgs[:20]
         )
+
+
+# The KubeRay (ray.io/v1) fields that k8s/ relies on and their types, written by hand (checked
+# against KubeRay's CRDs of 2026-08-19): not a copy of the CRDs, only what we use, so
+# that a misspelled or moved field fails in any clone. POD: a core PodTemplateSpec, CORE: core
+# container fields (EnvVar list, ResourceRequirements, SecurityContext, VolumeMount list), both
+# validated with kubernetes-validate; MAP: free string keys. A new field: check it against
+# KubeRay's CRD, then add it here.
+POD, CORE, MAP = "PodTemplateSpec", "container fields", "map"
+KUBERAY_FIELDS_WE_USE: dict[str, dict] = {
+    "RayCluster": {"spec": {
+        "rayVersion": str,
+        "enableInTreeAutoscaling": bool,
+        "authOptions": {"mode": str, "secretName": str},
+        "autoscalerOptions": {"env": CORE, "resources": CORE, "securityContext": CORE, "volumeMounts": CORE,
+                              "idleTimeoutSeconds": int, "imagePullPolicy": str, "upscalingMode": str},
+        "headGroupSpec": {"rayStartParams": MAP, "serviceType": str, "template": POD},
+        "workerGroupSpecs": [{"groupName": str, "replicas": int, "minReplicas": int, "maxReplicas": int,
+                              "rayStartParams": MAP, "template": POD}],
+    }},
+    "RayCronJob": {"spec": {
+        "schedule": str,
+        "timeZone": str,
+        "jobTemplate": {"clusterSelector": MAP, "submissionMode": str, "entrypoint": str,
+                        "entrypointNumGpus": (int, float), "activeDeadlineSeconds": int, "backoffLimit": int,
+                        "submitterConfig": {"backoffLimit": int}, "submitterPodTemplate": POD},
+    }},
+}
+OBJECT_META = {"name": str, "namespace": str, "labels": MAP, "annotations": MAP}
+
+
+def _known_field_problems(node, shape, path: str, pods: list, cores: dict) -> list[str]:
+    """Where ``node`` leaves :data:`KUBERAY_FIELDS_WE_USE`; collects pod templates and core parts."""
+    if shape == POD:
+        pods.append((path, node))
+        return []
+    if shape == CORE:
+        cores[path] = node
+        return []
+    if shape == MAP:
+        bad = [k for k, v in (node or {}).items() if not isinstance(v, str)]
+        return [f"{path}.{k}: expected a string value" for k in bad] if isinstance(node, dict) else [
+            f"{path}: expected a mapping"]
+    if isinstance(shape, list):
+        if not isinstance(node, list):
+            return [f"{path}: expected a list"]
+        return [p for i, item in enumerate(node) for p in _known_field_problems(item, shape[0], f"{path}[{i}]", pods, cores)]
+    if isinstance(shape, dict):
+        if not isinstance(node, dict):
+            return [f"{path}: expected a mapping"]
+        out = []
+        for key, value in node.items():
+            if key not in shape:
+                out.append(f"{path}.{key}: not a KubeRay field k8s/ is known to use (misspelled? else check it "
+                           "against KubeRay's CRD and add it to KUBERAY_FIELDS_WE_USE)")
+            else:
+                out += _known_field_problems(value, shape[key], f"{path}.{key}", pods, cores)
+        return out
+    if isinstance(node, bool) and shape is not bool:
+        return [f"{path}: {node!r} is a boolean, expected {shape}"]
+    return [] if isinstance(node, shape) else [f"{path}: {node!r} is not of type {shape}"]
+
+
+def _ray_field_problems(doc: dict) -> list[str]:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    pods: list = []
+    cores: dict = {}
+    top = {"apiVersion": str, "kind": str, "metadata": OBJECT_META, **KUBERAY_FIELDS_WE_USE[doc["kind"]]}
+    problems = _known_field_problems(doc, top, doc["kind"], pods, cores)
+    checks = [(path, {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": pod})
+              for path, pod in pods]
+    if cores:
+        parts = {path.rsplit(".", 1)[1]: v for path, v in cores.items()}
+        checks.append((", ".join(cores), {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t"},
+                                          "spec": {"containers": [{"name": "t", "image": "t", **parts}]}}))
+    for path, obj in checks:
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{path}: {'.'.join(str(p) for p in exc.path)}: {exc.message}")
+    return problems
+
+
+@pytest.mark.parametrize("rel", KUSTOMIZATIONS)
+def test_ray_kinds_use_only_known_kuberay_fields(rel):
+    """Runs without KubeRay's CRDs: every field of our Ray objects is one we know KubeRay has."""
+    ray_docs = [d for d in _docs(rel) if _is_ray(d)]
+    if not ray_docs:
+        pytest.skip(f"k8s/{rel} has no Ray objects")
+    for doc in ray_docs:
+        assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] in KUBERAY_FIELDS_WE_USE, doc["kind"]
+        problems = _ray_field_problems(doc)
+        assert not problems, f"k8s/{rel}: {doc['kind']}/{doc['metadata']['name']}:\n" + "\n".join(problems)
+
+
+def test_known_field_check_catches_mistakes():
+    cluster = _one(_docs("base"), "RayCluster", "dna-ray")
+    cluster["spec"]["workerGroupSpecs"][0]["maxReplica"] = 2                                  # KubeRay's field
+    cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "x"  # a pod's
+    cluster["spec"]["autoscalerOptions"]["resources"]["limitz"] = {}                          # a core part's
+    cluster["spec"]["enableInTreeAutoscaling"] = "true"                                       # a type
+    text = "\n".join(_ray_field_problems(cluster))
+    assert "workerGroupSpecs[0].maxReplica: not a KubeRay field" in text
+    assert "headGroupSpec.template" in text and "imagePullPolicyy" in text
+    assert "limitz" in text and "enableInTreeAutoscaling: 'true' is not of type" in text
 
 
 def test_strict_crd_schema_rejects_unknown_fields():
@@ -923,6 +1033,51 @@ def test_recurring_run_example():
     assert "emptyDir" in volumes[mounts[c["workingDir"]]]
     readme = (K8S / "README.md").read_text()
     assert "--schedule '0 0 3 * * *'" in readme, "document KFP's 6-field (seconds-first) cron"
+
+
+def _expand_entrypoint(entrypoint: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The entrypoint's words as the submitter's bash makes them (KubeRay puts it in a bash
+    command: ``ray job submit ... -- ENTRYPOINT``), NUL-separated."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash not found")
+    return subprocess.run([bash, "-c", f'printf "%s\\0" {entrypoint}'], capture_output=True, text=True,
+                          env={"PATH": os.environ.get("PATH", ""), **env}, timeout=30, check=False)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_recurring_run_runs_a_real_search_under_the_store(overlay):
+    """The nightly run's config as its driver would build it: a real preset and data set, a root
+    of its own under the overlay's DNA_RUN_ROOT (not the smoke demo into a local folder)."""
+    from pipelines.flags import make_parser
+    from pipelines.presets import PRESETS
+    from pipelines.run_config import build_run_config, validate_run_config
+
+    job = _one(_docs("examples/recurring-run"), "RayCronJob")["spec"]["jobTemplate"]
+    (submitter,) = job["submitterPodTemplate"]["spec"]["containers"]
+    env = {e["name"]: e for e in submitter["env"]}
+    assert env["DNA_RUN_ROOT"]["valueFrom"]["configMapKeyRef"] == {"name": "dna-settings", "key": "DNA_RUN_ROOT"}
+    settings = _one(_docs(overlay), "ConfigMap", "dna-settings")["data"]
+    base = settings["DNA_RUN_ROOT"]
+    proc = _expand_entrypoint(job["entrypoint"], {"DNA_RUN_ROOT": base})
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split("\0")[:-1]
+    assert words[:2] == ["python", "/opt/dna/pipelines/dna_plus.py"]
+    args = make_parser("dna_plus.py", "", generations_flag=True).parse_args(words[2:])
+    assert args.preset != "smoke" and args.data and args.root
+    cfg = build_run_config(args, args.root, args.generations or PRESETS[args.preset]["generations"])
+    validate_run_config(cfg, remote=True)
+    assert cfg["root"].startswith(base.rstrip("/") + "/nightly-") and cfg["root"].startswith("s3://")
+    assert re.fullmatch(r".*/nightly-\d{8}", cfg["root"]), "one root per night"
+    assert cfg["data"]["uri"].startswith("s3://") and cfg["data"]["uri"] != "builtin:shapes"
+    assert cfg["space"] == PRESETS[args.preset]["run"]["space"] != PRESETS["smoke"]["run"]["space"]
+    assert cfg["teacher"]["model"] == PRESETS[args.preset]["run"]["teacher"]["model"] != "tiny"
+    # the driver runs the training tasks: Ray starts it where a GPU is
+    if PRESETS[args.preset]["params"]["gpus"]:
+        assert job["entrypointNumGpus"] >= 1
+    # no DNA_RUN_ROOT: the submitter stops, naming it, instead of writing to a local folder
+    empty = _expand_entrypoint(job["entrypoint"], {"DNA_RUN_ROOT": ""})
+    assert empty.returncode != 0 and "DNA_RUN_ROOT" in empty.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ def train_worker(config: dict) -> None:
     import ray.train
 
     from dna.generation import block_config
+    from dna.progress import chain, reporter
     from dna.train.block import train_block
 
     torch_threads()
@@ -54,7 +55,7 @@ def train_worker(config: dict) -> None:
         if rank == 0:
             inject_fault(fault, spec.name, cfg.out, m, trained)
 
-    metrics = dict(train_block(cfg, on_epoch_end=on_epoch_end))
+    metrics = dict(train_block(cfg, on_epoch_end=chain(reporter(f"[gen {spec.generation}] supernet"), on_epoch_end)))
     last = metrics["epochs"]
     n_attempts = sum(1 for name in _listdir(attempts_dir) if name.startswith(f"{spec.name}-attempt-"))
     metrics["ray"] = {

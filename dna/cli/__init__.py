@@ -3,6 +3,10 @@
 Each sub-command is a module in this package (``train_block.py`` is ``dna train-block``) that
 defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> dict``; it is discovered here, so
 adding a stage never touches this file. ``--json`` prints the returned dict as JSON.
+
+Building the parser imports every sub-command module, so their top levels and ``add_arguments``
+import only argparse-level things; torch, timm, ray and the data are imported inside ``run``
+(``dna --help`` and ``dna search`` stay light; tests/test_cli_light.py holds them to it).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from dna.cli._preflight import run_checks
+from dna.cli._help import DefaultsFormatter, add_version
 from dna.errors import DnaError
 from dna.redact import redact
 
@@ -32,12 +36,13 @@ def _commands() -> dict[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dna", description="Block-wise supervised NAS (DNA, DNA+, DNA++)."
+        prog="dna", description="Block-wise supervised NAS (DNA, DNA+, DNA++).", formatter_class=DefaultsFormatter
     )
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module in _commands().items():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=DefaultsFormatter)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         module.add_arguments(p)
         p.set_defaults(_module=module, _parser=p)
@@ -63,10 +68,13 @@ def _io_error(exc: BaseException) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command; bad input (checked before any work where it can be) prints one
     ``error:`` line and returns 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     module = args._module
     try:
-        run_checks(module, args._parser, args)
+        from dna.cli._preflight import run_checks  # after parsing: --help needs none of it
+
+        run_checks(module, args._parser, args, argv)
         result = module.run(args)
     except DnaError as exc:
         print(f"error: {redact(exc)}", file=sys.stderr)

@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 
 from dna.errors import DnaError
-from dna.search.traversal import MAX_TOP_K
 from dna.space.mbconv import MAX_RESOLUTION
 
 
@@ -60,7 +59,6 @@ BOUNDS: dict[str, Bound] = {
     "batch_size": _int(1, 8192),
     "num_classes": _int(1, 100_000),
     "seed": _int(0, 2**32 - 1),
-    "top_k": _int(1, MAX_TOP_K),
     "block": _int(0, 1000),
     "generation": _int(0, 1000),
     "calib_batches": _int(0, 10**6),
@@ -106,21 +104,31 @@ BOUNDS: dict[str, Bound] = {
 }
 
 
-def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """dest -> the flag users type (``top_k`` -> ``--top-k``; positionals by their name)."""
+def bounds() -> dict[str, Bound]:
+    """:data:`BOUNDS` with ``--top-k``'s, which the search owns (imported here, at check time, as
+    it pulls in pyarrow: building a parser stays light)."""
+    from dna.search.traversal import MAX_TOP_K
+
+    return {**BOUNDS, "top_k": _int(1, MAX_TOP_K)}
+
+
+def _flags(parser: argparse.ArgumentParser, argv=None) -> dict[str, str]:
+    """dest -> the flag to name in a message: the spelling the user typed in ``argv`` (an alias
+    such as ``--workers`` included), else the canonical (first) one; positionals by their name."""
+    typed = {str(a).split("=", 1)[0] for a in (argv or ()) if str(a).startswith("--")}
     out = {}
     for a in parser._actions:
         if a.option_strings:
-            out[a.dest] = max(a.option_strings, key=len)
+            out[a.dest] = next((o for o in a.option_strings if o in typed), a.option_strings[0])
         else:
             out[a.dest] = a.dest
     return out
 
 
-def check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace, argv=None) -> None:
     """Every numeric flag of ``args`` with a :data:`BOUNDS` entry lies inside it."""
-    flags = _flags(parser)
-    for dest, bound in BOUNDS.items():
+    flags = _flags(parser, argv)
+    for dest, bound in bounds().items():
         v = getattr(args, dest, None)
         if v is None or dest not in flags or isinstance(v, str):
             continue
@@ -167,9 +175,9 @@ def check_writable(uri: str, flag: str = "--out", kind: str = "folder") -> None:
     os.unlink(probe)
 
 
-def check_outputs(args: argparse.Namespace, outputs, parser: argparse.ArgumentParser) -> None:
+def check_outputs(args: argparse.Namespace, outputs, parser: argparse.ArgumentParser, argv=None) -> None:
     """``outputs``: dests of output folders, or a mapping dest -> "file" | "folder"."""
-    flags = _flags(parser)
+    flags = _flags(parser, argv)
     kinds = dict(outputs) if isinstance(outputs, dict) else dict.fromkeys(outputs, "folder")
     for dest, kind in kinds.items():
         uri = getattr(args, dest, None)
@@ -191,16 +199,17 @@ def check_data(uri: str | None, splits: tuple[str, ...] = ("train",), rating_siz
     check_folder(uri, splits, rating_size)
 
 
-def run_checks(module, parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def run_checks(module, parser: argparse.ArgumentParser, args: argparse.Namespace, argv=None) -> None:
     """All checks of one sub-command: bounds, its own ``preflight(args)`` if it has one, its
     outputs (module ``OUTPUTS``: folder dests or dest -> "file"/"folder"; default the folder
     ``--out``) and its data (module ``DATA_SPLITS``,
-    default ``("train",)``; None: the command checks its data itself)."""
-    check_bounds(parser, args)
+    default ``("train",)``; None: the command checks its data itself). ``argv``: the command line,
+    so that a message names the spelling of a flag the user typed."""
+    check_bounds(parser, args, argv)
     own = getattr(module, "preflight", None)
     if own is not None:
         own(args)
-    check_outputs(args, getattr(module, "OUTPUTS", ("out",)), parser)
+    check_outputs(args, getattr(module, "OUTPUTS", ("out",)), parser, argv)
     splits = getattr(module, "DATA_SPLITS", ("train",))
     if splits is not None and hasattr(args, "data"):
         rating = getattr(args, "rating_size", None)

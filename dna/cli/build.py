@@ -17,7 +17,8 @@ def add_arguments(p) -> None:
     p.add_argument("--num-classes", type=int, default=None,
                    help="classifier width (default: the architecture's)")
     p.add_argument("--out", default=None,
-                   help="save an initialised checkpoint {model, arch, num_classes} to this URI (.pt)")
+                   help="save an initialised checkpoint {model, arch, num_classes} to this URI (.pt; default: "
+                        "save nothing)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (with --out)")
 
 

@@ -7,7 +7,7 @@ HELP = "export a network (architecture JSON or timm name, with a checkpoint's we
 
 
 def add_arguments(p) -> None:
-    from dna.model.export import FORMATS, ONNX_OPSET
+    from dna.model.export_formats import FORMATS, ONNX_OPSET
 
     p.add_argument("arch", nargs="?", default=None,
                    help="architecture JSON URI or timm model name (default: the 'arch' stored in --checkpoint)")

@@ -13,13 +13,14 @@ def add_arguments(p) -> None:
 
     p.add_argument("arch", help="architecture JSON URI (local path or s3://...)")
     p.add_argument("--to", default=None,
-                   help=f"named EfficientNet scale: {', '.join(COEFFICIENTS)} (resolution scaled by R/224)")
-    p.add_argument("--width", type=float, default=None, help="channel (width) multiplier")
-    p.add_argument("--depth", type=float, default=None, help="depth multiplier (layers per stage, ceil)")
-    p.add_argument("--resolution", type=int, default=None, help="input resolution in pixels")
+                   help=f"named EfficientNet scale: {', '.join(COEFFICIENTS)} (resolution scaled by R/224; default: "
+                        "none, give the coefficients)")
+    p.add_argument("--width", type=float, default=None, help="channel (width) multiplier (default: 1, unscaled; not with --to)")
+    p.add_argument("--depth", type=float, default=None, help="depth multiplier (layers per stage, ceil; default: 1, unscaled; not with --to)")
+    p.add_argument("--resolution", type=int, default=None, help="input resolution in pixels (default: the architecture's; not with --to)")
     p.add_argument("--keep-multipliers", action="store_true",
                    help="write the unscaled arch_def plus multipliers instead of the explicit scaled arch_def")
-    p.add_argument("--out", default=None, help="where to write the scaled architecture JSON")
+    p.add_argument("--out", default=None, help="where to write the scaled architecture JSON (default: print it only)")
 
 
 def run(args) -> dict:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from dna.cost_registry import COSTS
-from dna.search.run import run_search
-from dna.search.traversal import FRONT_COSTS
+from dna.cost_registry import COSTS, SUM
+
+# The axes of a Pareto front, as dna.search.traversal.FRONT_COSTS defines them (that module pulls
+# in pyarrow and numpy; the parser stays light and the search checks the axis itself).
+FRONT_COSTS = tuple(c.name for c in COSTS if c.combine == SUM)
 
 OUTPUTS = {"out": "file"}  # checked writable before any work (dna.cli._preflight)
 HELP = (f"exact search of a scores table: best architecture(s) under limits on {', '.join(c.name for c in COSTS)}, "
@@ -16,15 +18,17 @@ HELP = (f"exact search of a scores table: best architecture(s) under limits on {
 def add_arguments(p) -> None:
     p.add_argument("scores", help="scores table URI (Parquet file or block-partitioned folder; local or s3://)")
     for c in COSTS:
-        p.add_argument(c.flag, default=None, help=c.help)
-    p.add_argument("--top-k", type=int, default=1, help="return the K best architectures (default 1)")
+        p.add_argument(c.flag, default=None, help=f"{c.help} (default: no limit)")
+    p.add_argument("--top-k", type=int, default=1, help="return the K best architectures")
     p.add_argument("--pareto", action="store_true", help="print the exact loss-vs-cost Pareto front instead")
-    p.add_argument("--cost", default="params", choices=FRONT_COSTS, help="cost axis of --pareto (default params)")
+    p.add_argument("--cost", default="params", choices=FRONT_COSTS, help="cost axis of --pareto")
     p.add_argument("--lambdas", default=None, help="per-block loss weights, e.g. 1,1,1,1,1,1 (default all 1)")
-    p.add_argument("--out", default=None, help="write the best architecture JSON to this URI")
+    p.add_argument("--out", default=None, help="write the best architecture JSON to this URI (default: print only)")
 
 
 def run(args) -> dict:
+    from dna.search.run import run_search
+
     limits = {c.name: getattr(args, c.limit_key) for c in COSTS if getattr(args, c.limit_key) is not None}
     result = run_search(args.scores, limits=limits, top_k=args.top_k, pareto=args.pareto,
                         cost=args.cost, lambdas=args.lambdas, out=args.out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from dna.cli._common import MAX_STEPS_HELP, add_workers_argument
 from dna.errors import DnaError
 
 HELP = ("transfer a trained searched net: segmentation (DeepLabv3+), detection (Faster R-CNN C4/FPN) "
@@ -26,7 +27,8 @@ def add_arguments(p) -> None:
     p.add_argument("arch", help="architecture JSON URI (searched MBConv or ViT net) or a timm model name "
                                 "(e.g. vit_tiny_patch16_224 with --model-kwargs)")
     p.add_argument("--checkpoint", default=None,
-                   help="URI of the trained weights (e.g. <retrain out>/model.pt); required unless --random-init")
+                   help="URI of the trained weights (e.g. <retrain out>/model.pt); required unless --random-init "
+                        "(default: none)")
     p.add_argument("--random-init", action="store_true",
                    help="explicitly start the backbone from random weights (loudly flagged in the metrics)")
     p.add_argument("--out", required=True, help="output folder URI (local or s3://)")
@@ -34,32 +36,37 @@ def add_arguments(p) -> None:
                    help="'builtin:shapes', or a data set root: seg: Pascal VOC or ADE20K layout; det: COCO "
                         "layout; cls: ImageFolder (train/ and val/)")
     p.add_argument("--data-format", default="auto", help="auto (detect), builtin, voc, ade20k, coco, imagefolder")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs")
     p.add_argument("--resolution", type=int, default=None,
                    help="input size: seg crop, det min_size, cls image size (default 64/64/32)")
     p.add_argument("--batch-size", type=int, default=None, help="default 16 (seg, det) or 64 (cls)")
     p.add_argument("--lr", type=float, default=None, help="default per task and optimizer")
-    p.add_argument("--optimizer", default="sgd", help="sgd (momentum 0.9) or adamw")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--optimizer", "--opt", default="sgd", help="sgd (momentum 0.9) or adamw")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
     p.add_argument("--model-kwargs", default=None,
-                   help='JSON object passed to the model constructor, e.g. \'{"img_size": 32, "patch_size": 4}\'')
+                   help='JSON object passed to the model constructor, e.g. \'{"img_size": 32, "patch_size": 4}\' '
+                        "(default: none)")
     p.add_argument("--train-size", type=int, default=1000, help="built-in data: training images")
     p.add_argument("--val-size", type=int, default=200, help="built-in data: validation images")
     p.add_argument("--num-classes", type=int, default=10, help="built-in data: object classes")
-    p.add_argument("--workers", type=int, default=0, help="data loader workers")
-    p.add_argument("--seed", type=int, default=0)
+    add_workers_argument(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (data, weights, sampling)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--samples", type=int, default=8, help="sample predictions drawn into samples.png")
-    p.add_argument("--max-train-batches", type=int, default=None, help="cap on batches per epoch")
-    p.add_argument("--max-val-batches", type=int, default=None, help="cap on validation batches")
+    p.add_argument("--max-steps", "--max-train-batches", dest="max_train_batches", type=int, default=None,
+                   help=MAX_STEPS_HELP)
+    p.add_argument("--max-val-batches", type=int, default=None,
+                   help="cap on validation batches (default: the whole validation split)")
     g = p.add_argument_group("segmentation")
     g.add_argument("--output-stride", type=int, default=16, help="8, 16 or 32 (CNN: dilate beyond it)")
     g.add_argument("--no-decoder", action="store_true", help="plain ASPP segmenter (DeepLabv3) instead of v3+")
     g = p.add_argument_group("detection")
     g.add_argument("--fpn", action="store_true", help="FPN over the multi-scale features instead of C4")
     g.add_argument("--min-size", type=int, default=None, help="Faster R-CNN min_size (default: --resolution)")
-    g.add_argument("--max-size", type=int, default=None, help="Faster R-CNN max_size")
-    g.add_argument("--anchor-sizes", default=None, help="comma-separated anchor sizes in pixels")
+    g.add_argument("--max-size", type=int, default=None, help="Faster R-CNN max_size (default: min_size on built-in data, else "
+                        "min_size * 1333 / 800)")
+    g.add_argument("--anchor-sizes", default=None,
+                   help="comma-separated anchor sizes in pixels (default: fractions of min_size)")
     g.add_argument("--freeze-bn", action="store_true", help="freeze the backbone's BatchNorm")
 
 
@@ -108,11 +115,13 @@ def config_from_args(args):
 
 
 def run(args) -> dict:
+    from dna.progress import reporter
     from dna.transfer import transfer_cls, transfer_det, transfer_seg
 
     cfg = config_from_args(args)
     fn = {"seg": transfer_seg, "det": transfer_det, "cls": transfer_cls}[args.task]
-    return fn(cfg)
+    with reporter("transfer") as show:
+        return fn(cfg, on_epoch_end=show)
 
 
 def format_text(r: dict) -> str:

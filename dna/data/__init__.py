@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch.utils.data import DataLoader, Dataset
-
-from dna.data.shapes import CLASS_NAMES, MAX_CLASSES, ShapesDataset
+from dna.data.classes import CLASS_NAMES, MAX_CLASSES
 from dna.errors import DnaError, check_keys, field_names
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader, Dataset
+
+# torch, timm and the data sets are imported where data are made, not here: run configs, the
+# pipelines' --compile and the `dna` parsers import this module for DataConfig alone.
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("shapes",)
@@ -155,6 +158,8 @@ def make_dataset(cfg: DataConfig, split: str, task: str = "cls") -> Dataset:
     _check(cfg, split, task)
     training = split == "train"
     if cfg.is_builtin:
+        from dna.data.shapes import ShapesDataset
+
         size = {"train": cfg.train_size, "val": cfg.val_size, "rating": cfg.rating_size}[split]
         return ShapesDataset(
             size,
@@ -193,6 +198,8 @@ def make_dataset(cfg: DataConfig, split: str, task: str = "cls") -> Dataset:
 
 def collate_detection(batch):
     """Collate ``(image, target dict)`` pairs into ``(images [B, 3, R, R], list of targets)``."""
+    import torch
+
     images = torch.stack([b[0] for b in batch])
     return images, [b[1] for b in batch]
 
@@ -207,6 +214,9 @@ def make_loader(
     """A :class:`DataLoader` over :func:`make_dataset`; shuffles the train split by default, with a
     generator seeded from ``cfg.seed``. For ``det`` the targets stay a list (see
     :func:`collate_detection`)."""
+    import torch
+    from torch.utils.data import DataLoader
+
     ds = make_dataset(cfg, split, task)
     generator = torch.Generator()
     generator.manual_seed(cfg.seed)
@@ -235,3 +245,12 @@ def class_names(cfg: DataConfig) -> list[str]:
 def num_classes(cfg: DataConfig) -> int:
     """Number of classes (for ``seg``/``det`` heads add one for the background)."""
     return len(class_names(cfg))
+
+
+def __getattr__(name: str):
+    """``dna.data.ShapesDataset`` as before the lazy imports (it needs torch and timm)."""
+    if name == "ShapesDataset":
+        from dna.data.shapes import ShapesDataset
+
+        return ShapesDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,21 +25,9 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import Dataset
 
+from dna.data.classes import CLASS_NAMES, MAX_CLASSES
 from dna.errors import DnaError
 
-CLASS_NAMES: tuple[str, ...] = (
-    "circle",
-    "square",
-    "triangle",
-    "plus",
-    "ring",
-    "hbar",
-    "vbar",
-    "diamond",
-    "xcross",
-    "ell",
-)
-MAX_CLASSES = len(CLASS_NAMES)
 TASKS = ("cls", "seg", "det")
 SPLITS = {"train": 0, "val": 1, "rating": 2, "test": 3}
 

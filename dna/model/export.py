@@ -21,9 +21,7 @@ import torch.nn as nn
 
 from dna.errors import DnaError
 from dna.model.arch import Architecture
-
-FORMATS = ("torchscript", "onnx")
-ONNX_OPSET = 18
+from dna.model.export_formats import FORMATS, ONNX_OPSET  # noqa: F401 (their home; re-exported here)
 
 
 def _dynamo_min_opset() -> int | None:

@@ -146,7 +146,7 @@ class MBConvFamily:
 
         return scale_arch(arch, **kwargs)
 
-    def retrain(self, cfg, lr: float | None = None) -> dict:
+    def retrain(self, cfg, lr: float | None = None, on_epoch_end=None) -> dict:
         from dna.retrain import retrain
 
-        return retrain(cfg)
+        return retrain(cfg, on_epoch_end=on_epoch_end)

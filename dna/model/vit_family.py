@@ -150,10 +150,11 @@ class ViTFamily:
         raise DnaError("compound scaling is EfficientNet's (width, depth, resolution of a CNN); a ViT "
                        "architecture (space kind 'vit') has no such scaling: search a larger ViT space instead")
 
-    def retrain(self, cfg, lr: float | None = None) -> dict:
+    def retrain(self, cfg, lr: float | None = None, on_epoch_end=None) -> dict:
         """A searched ViT retrains with the DeiT recipe (``dna.retrain_vit``)."""
         from dna.retrain_vit import RetrainViTConfig, retrain_vit
 
         return retrain_vit(RetrainViTConfig(arch=cfg.model, out=cfg.out, data=cfg.data, epochs=cfg.epochs,
                                             batch_size=cfg.batch_size, lr=lr, seed=cfg.seed,
-                                            steps_per_epoch=cfg.steps_per_epoch, device=cfg.device))
+                                            steps_per_epoch=cfg.steps_per_epoch, device=cfg.device),
+                           on_epoch_end=on_epoch_end)

@@ -195,11 +195,10 @@ def check_partitions(uri: str) -> None:
     generation, resolution, fixed costs) equal. ``read_table`` keeps only the first file's, so a
     re-rate killed mid-way (block 0 of generation 1 beside blocks of generation 0) would
     otherwise be searched as one table."""
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
-
     if not storage.is_dir(uri):
         return
+    import pyarrow.dataset as ds  # after the check: it imports pandas, which a file needs not
+    import pyarrow.parquet as pq
     fs, path = storage.filesystem(uri)
     try:
         files = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive").files

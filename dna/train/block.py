@@ -112,6 +112,12 @@ def checkpoint_uri(out: str) -> str:
     return block_supernet(out)
 
 
+def history_uri(out: str) -> str:
+    """The block's loss per epoch as a small JSON next to its checkpoint, so reports read the
+    curve without loading the supernet's weights."""
+    return storage.join(out, "history.json")
+
+
 def stored_checkpoint(cfg: BlockTrainConfig) -> dict | None:
     """The block's stored checkpoint (None without one), refused when written with other
     settings: what a rerun resumes from, or returns as finished."""
@@ -248,6 +254,7 @@ def _save(cfg: BlockTrainConfig, net: BlockSupernet, opt, sched, generators: dic
         "config": {**cfg.training_settings(), "teacher_in": teacher.in_channels(cfg.block),
                    "teacher_out": teacher.out_channels(cfg.block)},
     }, ckpt_uri)
+    storage.write_json({"block": cfg.block, "epochs": metrics["epochs"], "history": history}, history_uri(cfg.out))
 
 
 def load_supernet(out: str, space, teacher: BlockTeacher, block: int) -> BlockSupernet:

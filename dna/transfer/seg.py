@@ -262,19 +262,25 @@ def evaluate_seg(model: nn.Module, loader, num_classes: int, device: torch.devic
 
 
 @torch.no_grad()
-def seg_samples(model: nn.Module, dataset, n: int, device: torch.device) -> bytes | None:
+def seg_samples(model: nn.Module, dataset, n: int, device: torch.device,
+                class_names: list[str] | None = None) -> bytes | None:
+    """Image / ground truth / prediction rows, with a legend of the classes shown (``class_names``)."""
     from dna.transfer import viz
 
     if n <= 0 or len(dataset) == 0:
         return None
     model.eval()
-    rows = []
+    rows, present = [], set()
     for i in range(min(n, len(dataset))):
         x, y = dataset[i]
         pred = model(x[None].to(device)).argmax(1)[0].cpu()
         img = viz.to_uint8(x)
+        present |= set(y.unique().tolist()) | set(pred.unique().tolist())
         rows.append([viz.enlarge(img), viz.overlay_mask(img, y.numpy()), viz.overlay_mask(img, pred.numpy())])
-    return viz.png_bytes(viz.grid(rows, header=["image", "ground truth", "prediction"]))
+    panel = viz.grid(rows, header=["image", "ground truth", "prediction"])
+    if class_names:
+        panel = viz.with_legend(panel, viz.legend_entries(class_names, sorted(present), IGNORE_INDEX))
+    return viz.png_bytes(panel)
 
 
 def transfer_seg(cfg: SegConfig, on_epoch_end: OnEpochEnd | None = None) -> dict[str, Any]:
@@ -337,5 +343,5 @@ def transfer_seg(cfg: SegConfig, on_epoch_end: OnEpochEnd | None = None) -> dict
         "seconds": timer.seconds,
     }
     metrics = round_floats(metrics)
-    png = seg_samples(model, val_set, cfg.num_samples, device)
+    png = seg_samples(model, val_set, cfg.num_samples, device, classes)
     return write_outputs(cfg, model, metrics, png, extra={"classes": classes, "num_classes": num_classes})

@@ -70,6 +70,50 @@ def overlay_mask(img: np.ndarray, mask: np.ndarray, alpha: float = 0.55,
     return enlarge(out.astype(np.uint8))
 
 
+def legend_entries(names: Sequence[str], present: Sequence[int] | None = None,
+                   ignore_index: int = 255) -> list[tuple[str, tuple[int, int, int] | None]]:
+    """``(label, colour)`` per class of a segmentation panel, as :func:`overlay_mask` paints them:
+    class 0 (``names[0]``, the background) is left untinted (colour None), ignored pixels white.
+    ``present``: the class ids the panel's masks hold (None: every class); only those are listed."""
+    ids = range(len(names)) if present is None else sorted({int(k) for k in present})
+    out: list[tuple[str, tuple[int, int, int] | None]] = []
+    for k in ids:
+        if k == ignore_index:
+            out.append(("ignored", IGNORE_COLOUR))
+        elif k == 0:
+            out.append((f"{names[0] if names else 'background'} (untinted)", None))
+        else:
+            c = _PALETTE[k % 256]
+            out.append((names[k] if k < len(names) else f"class {k}", (int(c[0]), int(c[1]), int(c[2]))))
+    return out
+
+
+def draw_legend(entries: Sequence[tuple[str, tuple[int, int, int] | None]], width: int) -> Image.Image:
+    """A legend strip ``width`` pixels wide: a colour swatch and the class name per entry, as many
+    entries per line as fit."""
+    sw, line_h = 10, 14
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    item_w = int(max([measure.textlength(label) for label, _ in entries] + [0])) + sw + 16
+    per_line = max(1, (width - 4) // item_w)
+    lines = max(1, -(-len(entries) // per_line))
+    out = Image.new("RGB", (max(width, item_w + 4), lines * line_h + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    for i, (label, c) in enumerate(entries):
+        x, y = 4 + (i % per_line) * item_w, 2 + (i // per_line) * line_h
+        draw.rectangle([x, y + 1, x + sw, y + 1 + sw], fill=c, outline=(0, 0, 0))
+        draw.text((x + sw + 4, y), label, fill=(0, 0, 0))
+    return out
+
+
+def with_legend(img: Image.Image, entries: Sequence[tuple[str, tuple[int, int, int] | None]]) -> Image.Image:
+    """``img`` with :func:`draw_legend` of ``entries`` under it."""
+    legend = draw_legend(entries, img.width)
+    out = Image.new("RGB", (max(img.width, legend.width), img.height + legend.height), (255, 255, 255))
+    out.paste(img, (0, 0))
+    out.paste(legend, (0, img.height))
+    return out
+
+
 def draw_boxes(img: np.ndarray, boxes, labels, scores=None, names: Sequence[str] | None = None,
                score_thresh: float = 0.3, max_boxes: int = 20) -> Image.Image:
     """Boxes (xyxy, image pixels) in their class colour with ``name score`` captions."""
