@@ -149,10 +149,10 @@ def main(argv=None) -> list:
         for label, lim in queries(P):
             for k in ks:
                 k = min(k, P.count())
-                sec, got = timed(lambda lim=lim, k=k: search(P, limits=lim, top_k=k), args.repeats)
+                sec, got = timed(lambda P=P, lim=lim, k=k: search(P, limits=lim, top_k=k), args.repeats)
                 ref = None
                 if ref_ok:
-                    ref, want = timed(lambda lim=lim, k=k: reference_search(P, limits=lim, top_k=k), 1)
+                    ref, want = timed(lambda P=P, lim=lim, k=k: reference_search(P, limits=lim, top_k=k), 1)
                     if [(g.loss, g.choices) for g in got] != [(w.loss, w.choices) for w in want]:
                         raise SystemExit(f"MISMATCH with the reference: {name} {label} top-{k}")
                     ref_ok = ref < args.reference_timeout
