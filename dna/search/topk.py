@@ -67,6 +67,7 @@ class _Enumeration:
 
     def __init__(self, P, obj: np.ndarray, dims: list[str], budgets: list[float], bound, cap: int):
         self.P, self.obj, self.budgets, self.bound, self.cap = P, obj, budgets, bound, cap
+        self.dims = dims
         nb = P.n_blocks
         self.ties = P.tie_costs()
         names = P.tie_names()
@@ -92,11 +93,25 @@ class _Enumeration:
                     ok &= P.costs[d][rows] + before + after <= budgets[j]
                 r = rows[ok]
                 if len(r):
-                    r = r[np.argsort(obj[r], kind="stable")]
-                    g[(w_in, w_out)] = (r, obj[r])
+                    h = self._row_bound(b, w_in, w_out, r, pre)
+                    o = np.argsort(h, kind="stable")
+                    g[(w_in, w_out)] = (r[o], h[o])
             self.groups.append(g)
         self.shrunk = False
         self.found = 0
+
+    def _row_bound(self, b: int, w_in: int, w_out: int, rows: np.ndarray, pre) -> np.ndarray:
+        """Per row, a lower bound on the objective of blocks b.. of any feasible architecture
+        through it: its own plus the best completion under what the cheapest prefix leaves."""
+        P, obj = self.P, self.obj
+        h = obj[rows].copy()
+        if b + 1 == P.n_blocks:
+            return h
+        h += self.hmin[b + 1][w_out]
+        if self.bound is not None:
+            rem = [self.budgets[j] - pre[j][b][w_in] - P.costs[d][rows] for j, d in enumerate(self.dims)]
+            h = np.maximum(h, obj[rows] + self.bound.lower(b + 1, w_out, rem))
+        return h
 
     def run(self, T: float, k: int, exact_below: float) -> list[tuple[float, list[int]]] | None:
         """The ``k`` best if at least ``k`` architectures have objective ``<= T`` (or ``T`` is at
@@ -119,13 +134,13 @@ class _Enumeration:
             span = {int(w): order[s:e] for w, s, e in zip(states, starts, ends, strict=True)}
             out: list[tuple] = []
             n_out = 0
-            for (w_in, w_out), (rows, ro) in self.groups[b].items():
+            for (w_in, w_out), (rows, h) in self.groups[b].items():
                 pidx = span.get(w_in)
                 if pidx is None:
                     continue
                 rest = 0.0 if last else self.hmin[b + 1][w_out]
-                # cheap bound first: rows sorted by objective, so each prefix takes a leading run
-                cnt = np.searchsorted(ro, cut - g_obj[pidx] - rest + tol, side="right")
+                # the rows' own bounds first: sorted by them, each prefix takes a leading run
+                cnt = np.searchsorted(h, cut - g_obj[pidx] + tol, side="right")
                 keep = cnt > 0
                 pidx, cnt = pidx[keep], cnt[keep]
                 if not len(pidx):
