@@ -233,6 +233,7 @@ def test_the_fast_path_answers_realistic_tables(monkeypatch):
     real = topk.top_k
     monkeypatch.setattr(topk, "top_k", lambda *a, **kw: calls.append(r := real(*a, **kw)) or r)
     best = search(P, top_k=1)[0]
+    calls.clear()
     for limits in ({}, {"params": best.params * 1.1}, {"params": best.params * 0.9, "flops": best.flops}):
         search(P, limits=limits, top_k=100)
     assert len(calls) == 3 and all(c is not None and len(c) == 100 for c in calls)

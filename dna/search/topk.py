@@ -28,26 +28,38 @@ import numpy as np
 _INF = math.inf
 _CHUNK = 1 << 19   # (prefix, row) pairs materialised at once
 CAP = 1 << 18      # prefixes kept per block before the threshold is lowered
+QUICK = 1 << 20    # pairs a first try from a lower bound may look at (search: before its top-1)
 
 
 def top_k(P, obj: np.ndarray, dims: list[str], budgets: list[float], k: int, upper: float,
           bound=None, known: list[float] | None = None, cap: int | None = None,
-          tries: int = 40) -> list[tuple[float, list[int]]] | None:
+          tries: int = 40, max_work: float = math.inf) -> list[tuple[float, list[int]]] | None:
     """The exact ``k`` best as ``[(objective, [row per block]), ...]``, best first, in the order
     of ``_traverse`` (objective, summed costs in registry order, rows in table order); fewer when
     fewer meet the limits. None when the work cap made the answer unsure.
 
     ``upper``: an upper bound on the ``k``-th best objective (inf when none is known); ``known``:
     objectives of architectures known to meet the limits, the best first (where ``T`` starts);
-    ``bound``: the ``_Bound`` of the one-cost suffix fronts under ``budgets`` (None: no limits).
+    ``bound``: the ``_Bound`` of the one-cost suffix fronts under ``budgets`` (None: no limits);
+    ``max_work``: (prefix, row) pairs to look at, over all thresholds tried, before giving up.
     """
     e = _Enumeration(P, obj, dims, budgets, bound, cap or CAP)
+    e.max_work = max_work
+    # no architecture's objective exceeds the sum of the blocks' largest: a T there sees them all
+    top = sum(float(obj[np.concatenate(list(g.values()))].max()) for g in P.groups)
+    upper = min(upper, top + abs(top) * 1e-12 + e.tol)
     known = sorted(known or [])
-    if not known:
-        return e.run(upper, k, exact_below=upper)
-    best = known[0]
-    gap = known[min(k, len(known)) - 1] - best
-    gap = gap / 2 if gap > 0 else 1e-6 * (1.0 + abs(best))
+    if known:
+        best = known[0]
+        gap = (known[min(k, len(known)) - 1] - best) / 2  # their k-th best is an upper bound
+    else:  # from a lower bound of the best, in steps of the blocks' spread
+        best = e.root_bound()
+        if math.isinf(best):
+            return []
+        gap = 0.0
+    if gap <= 0:
+        spread = sum(float(np.ptp(obj[np.concatenate(list(g.values()))])) for g in P.groups)
+        gap = 1e-3 * spread if spread > 0 else 1e-6 * (1.0 + abs(best))
     for _ in range(tries):
         T = best + gap
         if T >= upper:
@@ -55,9 +67,9 @@ def top_k(P, obj: np.ndarray, dims: list[str], budgets: list[float], k: int, upp
         found = e.run(T, k, exact_below=upper)
         if found is not None:
             return found
-        if e.shrunk:  # the cap, not T, stopped it: a larger T cannot help
+        if e.shrunk or e.aborted:  # the cap, not T, stopped it: a larger T cannot help
             return None
-        gap *= min(4.0, max(1.25, (2.0 * k / max(e.found, 1)) ** (1.0 / P.n_blocks)))
+        gap *= 2.0 if not e.found else min(4.0, max(1.25, (2.0 * k / e.found) ** (1.0 / P.n_blocks)))
     return None
 
 
@@ -99,6 +111,20 @@ class _Enumeration:
             self.groups.append(g)
         self.shrunk = False
         self.found = 0
+        self.work = 0  # (prefix, row) pairs looked at, over all runs
+        self.max_work = math.inf
+        self.aborted = False
+
+    def root_bound(self) -> float:
+        """A lower bound on the best objective under the limits (inf: none meets them)."""
+        P = self.P
+        w = P.first_width
+        if w not in self.hmin[0] or not self.groups[0]:
+            return _INF
+        lb = self.hmin[0][w]
+        if self.bound is not None:
+            lb = max(lb, float(self.bound.lower(0, w, [np.array([b]) for b in self.budgets])[0]))
+        return lb
 
     def _row_bound(self, b: int, w_in: int, w_out: int, rows: np.ndarray, pre) -> np.ndarray:
         """Per row, a lower bound on the objective of blocks b.. of any feasible architecture
@@ -152,6 +178,10 @@ class _Enumeration:
                     z = max(z, a + 1)
                     c = cnt[a:z]
                     pi = np.repeat(pidx[a:z], c)
+                    self.work += len(pi)
+                    if self.work > self.max_work:
+                        self.aborted = True
+                        return None
                     off = np.repeat(np.cumsum(c) - c, c)
                     ri = rows[np.arange(len(pi)) - off]
                     a = z

@@ -27,6 +27,10 @@ fixed part and every chosen row are under it, so it filters rows before the trav
 With one constraint the sets are 1-D Pareto fronts (one sort and a cumulative minimum); with no
 constraint they hold the K best. Back-pointers give the choices of the winners.
 
+Top-K (K > 1) goes first to the threshold enumeration of ``dna.search.topk`` (bounded work, fast
+when the limits prune little, where K dominance layers are slowest); the layers above answer
+only when it cannot vouch for its result, and ``reference_search`` runs them alone.
+
 Order and ties: architectures are ordered by weighted loss, then the summed costs in registry
 order (params, FLOPs, latency), then their rows in table order (block 0 first; rows sorted by
 block, cell, ops, in_channels), so results are deterministic. Losses are summed block by block in float64.
@@ -728,12 +732,19 @@ def search(
         P = P.where(np.logical_and.reduce([P.costs[d] <= limits[d] for d in peaks]))
     dims = [d for d in limits if d not in peaks]
     budgets = [limits[d] - P.fixed[d] for d in dims]
-    upper, bound = _INF, None
+    # threshold enumeration (dna.search.topk), from a lower bound with little work, then from
+    # the exact best and its neighbours; the dominance layers when it cannot vouch for its answer
+    bound = _bound(P, obj, dims, budgets) if dims and not _reference else None
+    if not _reference:
+        fast = topk.top_k(P, obj, dims, budgets, top_k, _INF, bound, max_work=topk.QUICK)
+        if fast:
+            return [_result(P, v, rows) for v, rows in fast]
+    upper = _INF
     if len(dims) >= 2:
         upper = _front_upper(P, obj, dims, budgets)
-        if upper < _INF:
+        if upper < _INF and bound is None:
             bound = _bound(P, obj, dims, budgets)
-    found = _traverse(P, obj, dims, budgets, 1, upper=upper, bound=bound)
+    found = _traverse(P, obj, dims, budgets, 1, upper=upper, bound=bound if upper < _INF else None)
     if not found:
         raise DnaError(_joint_infeasible(P, dims, limits, budgets))
     if top_k > 1:
@@ -741,8 +752,6 @@ def search(
         upper = known[top_k - 1] if len(known) >= top_k else _INF
         if bound is None and dims and (upper < _INF or not _reference):
             bound = _bound(P, obj, dims, budgets)
-        # threshold enumeration with capped work (dna.search.topk); the dominance layers when
-        # it cannot vouch for its answer (or as the reference the tests compare with)
         fast = None if _reference else topk.top_k(P, obj, dims, budgets, top_k, upper, bound, known)
         found = fast if fast is not None else _traverse(P, obj, dims, budgets, top_k, upper=upper, bound=bound)
     return [_result(P, v, rows) for v, rows in found]
