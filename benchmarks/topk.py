@@ -171,6 +171,7 @@ def main(argv=None) -> list:
     p.add_argument("--reference-timeout", type=float, default=30.0,
                    help="stop a reference query after this many seconds (default 30)")
     p.add_argument("--no-record", action="store_true", help="print only, do not write RESULTS.md")
+    p.add_argument("--note", default="", help="a line recorded under the machine, e.g. what else ran on it")
     args = p.parse_args(argv)
     ks = [int(x) for x in args.ks.split(",")]
     out = []
@@ -202,6 +203,7 @@ def main(argv=None) -> list:
 
         body = [
             f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} while running",
+            *([args.note] if args.note else []),
             f"Command: `python benchmarks/topk.py --spaces {args.spaces} --ks {args.ks} --repeats {args.repeats}"
             + (" --fake-costs" if args.fake_costs else "") + "`",
             "",

@@ -4,18 +4,20 @@ The dominance layers of :func:`dna.search.traversal._traverse` keep up to K non-
 per state, and when the limits prune little, K layers of 2-D fronts hold most prefixes: top-100
 under two loose limits took tens of seconds. Here instead every architecture whose objective is at
 most a threshold ``T`` is enumerated, block by block, and the K best of them are sorted in the
-search's exact order. ``T`` starts at an upper bound on the K-th best objective (K known
-architectures that meet the limits); a prefix is dropped when
+search's exact order. A prefix is dropped when
 
 * its costs plus the cheapest completion from its state exceed a limit (feasibility), or
 * its objective plus a lower bound of its best completion exceeds ``T`` (the exact one-cost suffix
-  fronts under the remaining budgets, and the cheapest unconstrained suffix).
+  fronts under the remaining budgets, and the cheapest unconstrained suffix); each row carries
+  such a bound of its own too, so a prefix only pairs with the leading rows of a sorted group.
 
-No prefix of an architecture with objective ``<= T`` is ever dropped, so when at least K are
-found they are the K best. The work is capped: when more than ``cap`` prefixes survive a block,
-``T`` is lowered to keep the ``cap // 2`` most promising, which stays exact as long as K
-architectures are still found under the lowered ``T``. When they are not (a weak bound, or
-masses of exact ties), ``top_k`` answers None and the caller falls back to the dominance
+No prefix of an architecture with objective ``<= T`` is ever dropped, so once at least K are found
+they are the K best. ``T`` starts just above a lower bound of the best (or between the best and
+the K-th best of known architectures) and grows until K are found, or it reaches the sum of the
+blocks' largest objectives (then all are found). The work is capped: when more than ``cap``
+prefixes survive a block, ``T`` is lowered to keep the ``cap // 2`` most promising (exact as long as
+K are still found under it), and ``max_work`` bounds the pairs looked at. When the cap or the work
+bound makes the answer unsure, ``top_k`` answers None and the caller falls back to the dominance
 traversal, which is exact too.
 """
 
