@@ -31,6 +31,7 @@ _INF = math.inf
 _CHUNK = 1 << 19   # (prefix, row) pairs materialised at once
 CAP = 1 << 18      # prefixes kept per block before the threshold is lowered
 QUICK = 1 << 20    # pairs a first try from a lower bound may look at (search: before its top-1)
+LONG = 8 << 20     # pairs the try from the best architecture's neighbours may look at
 
 
 def top_k(P, obj: np.ndarray, dims: list[str], budgets: list[float], k: int, upper: float,
@@ -45,6 +46,8 @@ def top_k(P, obj: np.ndarray, dims: list[str], budgets: list[float], k: int, upp
     ``bound``: the ``_Bound`` of the one-cost suffix fronts under ``budgets`` (None: no limits);
     ``max_work``: (prefix, row) pairs to look at, over all thresholds tried, before giving up.
     """
+    if not all(P.groups):
+        return []  # a block without rows: no architecture
     e = _Enumeration(P, obj, dims, budgets, bound, cap or CAP)
     e.max_work = max_work
     # no architecture's objective exceeds the sum of the blocks' largest: a T there sees them all

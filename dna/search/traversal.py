@@ -752,7 +752,8 @@ def search(
         upper = known[top_k - 1] if len(known) >= top_k else _INF
         if bound is None and dims and (upper < _INF or not _reference):
             bound = _bound(P, obj, dims, budgets)
-        fast = None if _reference else topk.top_k(P, obj, dims, budgets, top_k, upper, bound, known)
+        fast = None if _reference else topk.top_k(P, obj, dims, budgets, top_k, upper, bound, known,
+                                                  max_work=topk.LONG)
         found = fast if fast is not None else _traverse(P, obj, dims, budgets, top_k, upper=upper, bound=bound)
     return [_result(P, v, rows) for v, rows in found]
 
