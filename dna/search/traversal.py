@@ -27,6 +27,10 @@ fixed part and every chosen row are under it, so it filters rows before the trav
 With one constraint the sets are 1-D Pareto fronts (one sort and a cumulative minimum); with no
 constraint they hold the K best. Back-pointers give the choices of the winners.
 
+Top-K (K > 1) goes first to the threshold enumeration of ``dna.search.topk`` (bounded work, fast
+when the limits prune little, where K dominance layers are slowest); the layers above answer
+only when it cannot vouch for its result, and ``reference_search`` runs them alone.
+
 Order and ties: architectures are ordered by weighted loss, then the summed costs in registry
 order (params, FLOPs, latency), then their rows in table order (block 0 first; rows sorted by
 block, cell, ops, in_channels), so results are deterministic. Losses are summed block by block in float64.
@@ -55,6 +59,7 @@ from dna.cost_registry import (
 from dna.cost_registry import COSTS as REGISTRY
 from dna.errors import DnaError
 from dna.rate.scores import ScoresMeta, conform, validate
+from dna.search import topk
 from dna.space import BlockChoice, get_family, get_space
 
 COSTS = NAMES                                                  # every cost a search can limit
@@ -661,10 +666,10 @@ def _front_upper(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[flo
     return best
 
 
-def _neighbour_upper(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float],
-                     rows: list[int], top_k: int) -> float:
-    """An upper bound on the ``top_k``-th best objective: the ``top_k``-th best of the given
-    architecture and those differing from it in one block (same widths), within the limits."""
+def _neighbour_values(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float],
+                      rows: list[int]) -> list[float]:
+    """Objectives (ascending) of the given architecture and those differing from it in one block
+    (same widths) that meet the limits."""
     rows_a = np.asarray(rows)
     values = [float(sum(obj[r] for r in rows))]
     for k, r in enumerate(rows):
@@ -681,7 +686,7 @@ def _neighbour_upper(P: Problem, obj: np.ndarray, dims: list[str], budgets: list
             acc = acc + (obj[g] if j == k else obj[rows[j]])
         values.extend(acc.tolist())
     values.sort()
-    return values[top_k - 1] if len(values) >= top_k else _INF
+    return values
 
 
 def _bound(P: Problem, obj: np.ndarray, dims: list[str], budgets: list[float]) -> _Bound:
@@ -697,6 +702,7 @@ def search(
     top_k: int = 1,
     lambdas: Sequence[float] | None = None,
     limits: Mapping[str, float] | None = None,
+    _reference: bool = False,
 ) -> list[SearchResult]:
     """The exact ``top_k`` architectures (best first) of minimal ``sum_k lambda_k * loss_k``
     whose totals (fixed parts included) meet every given limit. No limit: the min-loss ones.
@@ -726,20 +732,36 @@ def search(
         P = P.where(np.logical_and.reduce([P.costs[d] <= limits[d] for d in peaks]))
     dims = [d for d in limits if d not in peaks]
     budgets = [limits[d] - P.fixed[d] for d in dims]
-    upper, bound = _INF, None
+    # threshold enumeration (dna.search.topk), from a lower bound with little work, then from
+    # the exact best and its neighbours; the dominance layers when it cannot vouch for its answer
+    bound = _bound(P, obj, dims, budgets) if dims and not _reference else None
+    if not _reference:
+        fast = topk.top_k(P, obj, dims, budgets, top_k, _INF, bound, max_work=topk.QUICK)
+        if fast:
+            return [_result(P, v, rows) for v, rows in fast]
+    upper = _INF
     if len(dims) >= 2:
         upper = _front_upper(P, obj, dims, budgets)
-        if upper < _INF:
+        if upper < _INF and bound is None:
             bound = _bound(P, obj, dims, budgets)
-    found = _traverse(P, obj, dims, budgets, 1, upper=upper, bound=bound)
+    found = _traverse(P, obj, dims, budgets, 1, upper=upper, bound=bound if upper < _INF else None)
     if not found:
         raise DnaError(_joint_infeasible(P, dims, limits, budgets))
     if top_k > 1:
-        upper = _neighbour_upper(P, obj, dims, budgets, found[0][1], top_k)
-        if bound is None and dims and upper < _INF:
+        known = _neighbour_values(P, obj, dims, budgets, found[0][1])
+        upper = known[top_k - 1] if len(known) >= top_k else _INF
+        if bound is None and dims and (upper < _INF or not _reference):
             bound = _bound(P, obj, dims, budgets)
-        found = _traverse(P, obj, dims, budgets, top_k, upper=upper, bound=bound)
+        fast = None if _reference else topk.top_k(P, obj, dims, budgets, top_k, upper, bound, known,
+                                                  max_work=topk.LONG)
+        found = fast if fast is not None else _traverse(P, obj, dims, budgets, top_k, upper=upper, bound=bound)
     return [_result(P, v, rows) for v, rows in found]
+
+
+def reference_search(*args, **kwargs) -> list[SearchResult]:
+    """:func:`search` with top-k by the dominance layers alone (no threshold enumeration): slower
+    when limits prune little, and what the tests compare the fast path with."""
+    return search(*args, _reference=True, **kwargs)
 
 
 def _joint_infeasible(P: Problem, dims: list[str], limits: dict, budgets: list[float]) -> str:
