@@ -18,16 +18,23 @@ class _HideExecutorInput:
     ``kfp_chatter``, the rest of KFP's per-task bookkeeping (its executor's "Looking for / Loading
     component / Wrote executor output" lines, "Streamed logs:", the artifact listing after
     "Task ... outputs:", the rules between tasks), keeping its "Executing task" and "finished with
-    status" lines. KFP's local runner has no setting for these (it logs at INFO through the root
-    logger); ``--verbose`` shows them all."""
+    status" lines, which become one line of ours per task, ``task 'x' done in 2m54s``; a task that
+    fails keeps KFP's own line), and the blank lines KFP puts around a task's log. KFP's local
+    runner has no setting for these (it sets the root logger to INFO around every task);
+    ``--verbose`` shows them all."""
 
     CHATTER = re.compile(r"^\s*\[KFP Executor [^]]*\]: (Looking for component|Loading KFP component|"
-                         r"Wrote executor output)|^[\d:.]+ - INFO - Streamed logs:\s*$|^-{20,}\s*$")
+                         r"Wrote executor output)|^[\d:.]+ - INFO - Streamed logs:\s*$|^-{20,}\s*$|"
+                         r"^[\d:.]+ - INFO - Pipeline .* finished with status \S*SUCCESS")
     OUTPUTS = re.compile(r"^[\d:.]+ - INFO - Task .* (outputs:|has no outputs)\s*$")
+    STARTED = re.compile(r"^[\d:.]+ - INFO - (Executing task|Running pipeline:) (?P<name>.*?)\s*$")
+    SUCCEEDED = re.compile(r"^[\d:.]+ - INFO - Task (?P<name>.*) finished with status \S*SUCCESS\S*\s*$")
+    ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
     def __init__(self, stream, kfp_chatter: bool = False):
         self.stream, self.skip, self.buf = stream, False, ""
         self.kfp_chatter, self.in_outputs = kfp_chatter, False
+        self.started: dict[str, float] = {}
 
     def write(self, text: str) -> int:
         self.buf += text
@@ -50,6 +57,18 @@ class _HideExecutorInput:
         if self.in_outputs and (line.startswith(" ") or not line.strip()):
             return True                   # the indented artifact listing of "Task ... outputs:"
         self.in_outputs = False
+        if not line.strip():
+            return True                   # KFP's blank lines around each task's log
+        started = self.STARTED.match(line)
+        if started:
+            self.started[self.ANSI.sub("", started["name"])] = time.time()
+            return True
+        done = self.SUCCEEDED.match(line)
+        if done:
+            name = self.ANSI.sub("", done["name"])
+            took = time.time() - self.started.pop(name, time.time())
+            self.stream.write(f"task {name} done in {_duration(took)}\n")
+            return True
         return bool(self.CHATTER.match(line))
 
     def flush(self) -> None:
@@ -60,6 +79,11 @@ class _HideExecutorInput:
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callable[[str], Any] = print,

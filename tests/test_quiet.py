@@ -203,7 +203,7 @@ def test_events_callback_pickles_without_its_log():
     assert lines == ["[gen 0] rate block 3: started"]
 
 
-def test_local_run_output_keeps_task_lines_and_drops_kfp_bookkeeping():
+def test_local_run_output_has_one_task_line_and_drops_kfp_bookkeeping():
     import io
 
     from pipelines.local_run import _HideExecutorInput
@@ -226,8 +226,11 @@ def test_local_run_output_keeps_task_lines_and_drops_kfp_bookkeeping():
         f.write(kfp)
         f.flush()
     assert quiet_buf.getvalue().splitlines() == [
-        "09:03:43.408 - INFO - Executing task \x1b[96m'train-teacher'\x1b[0m", "",
         "    [dna 09:03:47] [gen 0] teacher",
-        "09:03:50.745 - INFO - Task \x1b[96m'train-teacher'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m",
+        "task 'train-teacher' done in 0s",
         "    [KFP Executor 2026-12-02 09:03:49,051 INFO]: something else"]
     assert verbose_buf.getvalue() == kfp
+    failed = "09:03:50.745 - ERROR - Task \x1b[96m'x'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m\n"
+    f = _HideExecutorInput(quiet_buf := io.StringIO(), kfp_chatter=True)
+    f.write(failed)
+    assert quiet_buf.getvalue() == failed                  # a failure keeps KFP's own line
