@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import machine, record  # noqa: E402
+from benchmarks._timing import timed  # noqa: E402
 from dna.rate.path_costs import PathCosts  # noqa: E402
 from dna.rate.scores import ScoresMeta, make_table, read_scores, write_scores  # noqa: E402
 from dna.search import Problem, pareto_front, search  # noqa: E402
@@ -160,15 +160,6 @@ def check_brute(seeds: int) -> tuple[int, int]:
                     raise SystemExit(f"MISMATCH on {space.name} seed {seed} pareto {cost}")
                 cases += 1
     return cases, archs
-
-
-def timed(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def main(argv=None) -> dict:

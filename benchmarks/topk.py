@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import timed  # noqa: E402
 from dna.rate.scores import ScoresMeta, make_table  # noqa: E402
 from dna.search.traversal import Problem, reference_search, search  # noqa: E402
 from dna.space import get_family, get_space  # noqa: E402
@@ -125,15 +125,6 @@ def queries(P: Problem):
         mp, mf = (float(np.quantile(tot[d], q)) for d in ("params", "flops"))
         yield f"params ({tight})", {"params": mp}
         yield f"params+FLOPs ({tight})", {"params": mp, "flops": mf}
-
-
-def timed(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def _reference_child(P, lim, k, conn) -> None:

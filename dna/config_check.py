@@ -18,6 +18,7 @@ import typing
 from typing import Any, Union
 
 from dna.errors import DnaError, check_keys, field_names
+from dna.redact import redact
 
 MAX_GENERATIONS = 100         # a DNA+ DAG is unrolled at compile time, one sub-DAG per generation
 MAX_EPOCHS = 10_000
@@ -25,12 +26,6 @@ MAX_STEPS = 10_000_000        # per-epoch step caps and rating / calibration bat
 
 _NONE = type(None)
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-_USERINFO_RE = re.compile(r"(//)[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the user and password of any ``scheme://user:pass@host`` replaced by ``***``."""
-    return _USERINFO_RE.sub(r"\1***@", text)
 
 
 def _bad(path: str, value: Any, expected: str) -> DnaError:

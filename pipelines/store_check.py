@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dna.config_check import check_uri, redact, run_uris
+from dna.config_check import check_uri, run_uris
+from dna.redact import redact
 from pipelines.flags import UsageError
 
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*" \

@@ -1,6 +1,9 @@
-"""Small shared builders for tests: a tiny teacher with weights, tiny data."""
+"""Small shared builders for tests: a tiny teacher with weights, tiny data, one torch thread."""
 
 from __future__ import annotations
+
+import pytest
+import torch
 
 from dna import storage
 from dna.data import DataConfig
@@ -27,3 +30,25 @@ def tiny_data(**kw) -> DataConfig:
     base = dict(train_size=128, val_size=64, rating_size=32, batch_size=32)
     base.update(kw)
     return DataConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run fastest on one thread (and far faster when the CPU is shared);
+    a module that imports this fixture gets it for each of its tests."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class FakeArtifact:
+    """What KFP hands a component: a local path and a metadata dict (plus log_metric)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.uri = path
+        self.metadata: dict = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metadata[name] = value

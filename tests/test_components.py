@@ -20,20 +20,9 @@ from dna.rate.path_costs import PathCosts
 from dna.rate.scores import make_table, write_scores
 from dna.run_summary import run_summary
 from dna.space.mbconv import MBCONV_TINY
+from tests.helpers import FakeArtifact
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class FakeArtifact:
-    """What KFP hands a component: a local path and a metadata dict (plus log_metric)."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.uri = path
-        self.metadata: dict = {}
-
-    def log_metric(self, name: str, value: float) -> None:
-        self.metadata[name] = value
 
 
 def artifact(tmp_path, name: str) -> FakeArtifact:

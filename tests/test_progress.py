@@ -8,11 +8,11 @@ import re
 import types
 
 import pytest
-import torch
 
 from dna import progress
 from dna.cli import main
 from dna.progress import duration, line, reporter
+from tests.helpers import one_thread  # noqa: F401 (autouse: one torch thread per test)
 
 # A resumed run: epochs 4 and 5 of 20 trained here, in 120 s: 60 s an epoch, 15 left.
 RESUMED = {"epoch": 5, "epochs": 20, "resumed_from": 3, "elapsed_s": 120.0, "loss": 1.23456,
@@ -20,12 +20,6 @@ RESUMED = {"epoch": 5, "epochs": 20, "resumed_from": 3, "elapsed_s": 120.0, "los
 EPOCH_LINE = re.compile(r"^(?P<name>.+?)  epoch (?P<epoch>\d+)/(?P<epochs>\d+)  .*img/s  (ETA|done in) \d")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_plain_line_with_eta_of_a_resumed_run():

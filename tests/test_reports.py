@@ -15,6 +15,7 @@ from PIL import Image
 from components import nas_reports, reports
 from dna import storage
 from dna.rate.scores import ScoresMeta, make_table
+from tests.helpers import FakeArtifact
 
 PNG = "data:image/png;base64,"
 
@@ -242,16 +243,6 @@ def test_supernets_md_columns():
 
 
 # ----- the components publish them -------------------------------------------------------------
-class FakeArtifact:
-    def __init__(self, path: str):
-        self.path = path
-        self.uri = path
-        self.metadata: dict = {}
-
-    def log_metric(self, name: str, value: float) -> None:
-        self.metadata[name] = value
-
-
 def _stage_inputs(tmp_path, monkeypatch, results: dict):
     """A run config, a teacher artifact and ``fan_out_blocks`` answering ``results`` (no Ray)."""
     import json

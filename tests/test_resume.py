@@ -19,17 +19,11 @@ from dna.errors import DnaError
 from dna.retrain import RetrainConfig, retrain
 from dna.train.block import BlockTrainConfig, checkpoint_uri, train_block
 from dna.train.state import capture_rng_state, check_resume_config, restore_rng_state
-from tests.helpers import tiny_data, tiny_teacher
+from tests.helpers import one_thread, tiny_data, tiny_teacher  # noqa: F401 (one_thread: autouse)
 
 TIMING_KEYS = {"seconds", "images_per_s", "time_s"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

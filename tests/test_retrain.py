@@ -19,6 +19,7 @@ from dna.retrain import RetrainConfig, evaluate, kd_loss, retrain
 from dna.space import get_space
 from dna.space.mbconv import BlockChoice
 from dna.teacher import TeacherConfig, load_state
+from tests.helpers import one_thread  # noqa: F401 (autouse: one torch thread per test)
 
 # A small MBConv net that learns the built-in shapes at 32 px in a few epochs. (The nets of the
 # mbconv-tiny space, 8-16 channels and stride 32, need many more epochs on this data.)
@@ -33,13 +34,6 @@ LEARNER = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny convolutions run fastest on one thread (and far faster when the CPU is shared).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_arch() -> Architecture:
