@@ -184,10 +184,22 @@ def _cast(col, name: str, typ, uri: str):
 _META_COMPARED = (*META_KEYS, *[c.meta_key for c in OPTIONAL_COSTS])
 
 
+def _footer_meta(fs, path: str, where: str) -> dict[str, str]:
+    """A Parquet file's key-value metadata, read from its footer alone (not its rows)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open_input_file(path) as fh:
+            raw = pq.read_metadata(fh).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        raise DnaError(f"{where}: cannot read partition {path}: {exc}") from None
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
 def partition_meta(part_uri: str) -> dict[str, str]:
     """One stored partition's schema metadata as strings (``space`` left as JSON text)."""
-    table = storage.read_table(part_uri)
-    return {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    fs, path = storage.filesystem(part_uri)
+    return _footer_meta(fs, path, f"scores table {part_uri}")
 
 
 def check_partitions(uri: str) -> None:
@@ -198,7 +210,7 @@ def check_partitions(uri: str) -> None:
     if not storage.is_dir(uri):
         return
     import pyarrow.dataset as ds  # after the check: it imports pandas, which a file needs not
-    import pyarrow.parquet as pq
+
     fs, path = storage.filesystem(uri)
     try:
         files = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive").files
@@ -206,12 +218,7 @@ def check_partitions(uri: str) -> None:
         raise DnaError(f"cannot read scores table {uri}: {exc}") from None
     first: tuple[str, dict] | None = None
     for f in sorted(files):
-        try:
-            with fs.open_input_file(f) as fh:
-                raw = pq.read_metadata(fh).metadata or {}
-        except (OSError, pa.ArrowException) as exc:
-            raise DnaError(f"scores table {uri}: cannot read partition {f}: {exc}") from None
-        md = {k.decode(): v.decode() for k, v in raw.items()}
+        md = _footer_meta(fs, f, f"scores table {uri}")
         md = {k: (json.loads(v) if k == "space" else v) for k, v in md.items() if k in _META_COMPARED}
         if first is None:
             first = (f, md)
