@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dna.progress import eta_s
+
 
 def cause_line(text: str) -> str:
     """The one line of an error text (a traceback, a Ray error) that says what went wrong: its
@@ -58,9 +60,9 @@ class BlockEvents:
             parts.append(f"loss {float(m['loss']):.4f}")
         if m.get("images_per_s"):
             parts.append(f"{float(m['images_per_s']):.0f} img/s")
-        done = epoch - resumed
-        if done > 0 and m.get("elapsed_s") is not None and epochs > epoch:
-            parts.append(f"ETA {float(m['elapsed_s']) / done * (epochs - epoch):.0f} s")
+        eta = eta_s(m)
+        if eta is not None and epochs > epoch:
+            parts.append(f"ETA {eta:.0f} s")
         self._line(k, ", ".join(parts))
 
     def fail(self, k: int, error: str, log_uri: str | None = None) -> None:
