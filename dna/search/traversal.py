@@ -27,9 +27,10 @@ fixed part and every chosen row are under it, so it filters rows before the trav
 With one constraint the sets are 1-D Pareto fronts (one sort and a cumulative minimum); with no
 constraint they hold the K best. Back-pointers give the choices of the winners.
 
-Top-K (K > 1) goes first to the threshold enumeration of ``dna.search.topk`` (bounded work, fast
-when the limits prune little, where K dominance layers are slowest); the layers above answer
-only when it cannot vouch for its result, and ``reference_search`` runs them alone.
+Every search (top-1 included) goes first to the threshold enumeration of ``dna.search.topk``
+(bounded work, fast when the limits prune little, where K dominance layers are slowest); the
+layers above answer only when it cannot vouch for its result, and ``reference_search`` runs them
+alone.
 
 Order and ties: architectures are ordered by weighted loss, then the summed costs in registry
 order (params, FLOPs, latency), then their rows in table order (block 0 first; rows sorted by
