@@ -187,7 +187,7 @@ def check_run(cfg: Any, remote: bool = False) -> None:
 
 
 def _transfer_classes() -> dict[str, type]:
-    from dna.transfer import ClsConfig, DetConfig, SegConfig
+    from dna.transfer_config import ClsConfig, DetConfig, SegConfig
 
     return {"seg": SegConfig, "det": DetConfig, "cls": ClsConfig}
 
@@ -196,7 +196,7 @@ def _check_stages(cfg: Any, remote: bool) -> None:
     """The block-training and rating stages' own checks, on the configs they will get."""
     from dna.generation import block_config, rate_config
     from dna.space import get_family, get_space
-    from dna.teacher import TeacherConfig
+    from dna.teacher_config import TeacherConfig
 
     space = get_space(cfg.space)
     teacher = TeacherConfig(model="teacher.json", checkpoint="teacher.pt")

@@ -6,16 +6,8 @@ import contextlib
 
 import torch
 
+from dna.device_check import check_device  # noqa: F401 (re-exported: the torch-free check)
 from dna.errors import DnaError
-
-
-def check_device(name: str) -> None:
-    """Raise :class:`DnaError` unless ``name`` is auto, cpu, cuda or cuda:N, and CUDA is here when asked for."""
-    dev = str(name)
-    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise DnaError(f"device {name!r} must be auto, cpu, cuda or cuda:N")
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise DnaError(f"device {name!r} asked for but CUDA is not available")
 
 
 def resolve_device(name: str | None = None) -> torch.device:

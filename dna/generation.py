@@ -102,7 +102,7 @@ class RunConfig:
         _check_teacher(self, remote)
         if self.block_epochs < 1:
             raise DnaError(f"block_epochs={self.block_epochs}: expected >= 1")
-        from dna.train.state import check_count
+        from dna.train.config import check_count
 
         check_count("block_max_steps", self.block_max_steps)     # a step-less block is never "finished"
         self.limits = check_limits(self.limits, "run config limits")       # the one check of a limit
@@ -153,9 +153,8 @@ def default_teachers(space: str) -> tuple[str, ...]:
 
 def _check_teacher(cfg: RunConfig, remote: bool) -> None:
     """The teacher is a default name, a timm model or a readable architecture JSON; given weights
-    belong to a named model and are readable (unless ``remote``)."""
-    import timm
-
+    belong to a named model and are readable (unless ``remote``); timm is imported only to look
+    up a model name."""
     builtin = default_teachers(cfg.space)
     model, checkpoint = cfg.teacher.model, cfg.teacher.checkpoint
     if model in builtin and (checkpoint or cfg.teacher.pretrained):
@@ -164,11 +163,17 @@ def _check_teacher(cfg: RunConfig, remote: bool) -> None:
     if model.endswith(".json"):
         if not remote:
             storage.check_readable(model)
-    elif model not in builtin and not timm.is_model(model):
+    elif model not in builtin and not _is_timm_model(model):
         raise DnaError(f"teacher {model!r}: expected {' or '.join(repr(t) for t in builtin if t)} (the "
                        "default), a timm model name (e.g. efficientnet_b1) or an architecture .json URI")
     if checkpoint and not remote:
         storage.check_readable(checkpoint)
+
+
+def _is_timm_model(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
 
 
 def check_retrain(cfg: RunConfig, settings: RetrainSettings, name: str) -> None:
@@ -219,7 +224,7 @@ def fix_teacher_classes(teacher: TeacherConfig, data: DataConfig) -> TeacherConf
 
 def _retrain_config(settings: RetrainSettings, model: str, out: str, data: DataConfig, seed: int,
                     device: str | None, teacher: TeacherConfig | None = None):
-    from dna.retrain import RetrainConfig
+    from dna.retrain_config import RetrainConfig
 
     return RetrainConfig(
         model=model, out=out, data=data, epochs=settings.epochs, opt=settings.opt, lr=settings.lr,
@@ -261,7 +266,7 @@ def teacher_step(cfg: RunConfig, g: int, arch: str | None = None, weights: str |
 
 
 def block_config(cfg: RunConfig, g: int, block: int, teacher: TeacherConfig):
-    from dna.train.block import BlockTrainConfig
+    from dna.train.config import BlockTrainConfig
 
     return BlockTrainConfig(block=block, out=generation(cfg.root, g).block(block), space=cfg.space,
                             teacher=teacher, data=cfg.data, epochs=cfg.block_epochs,
@@ -285,7 +290,7 @@ def supernet_step(cfg: RunConfig, g: int, teacher: TeacherConfig, blocks: list[i
 
 def rate_config(cfg: RunConfig, g: int, teacher: TeacherConfig, block: int | None = None,
                 supernets: str | None = None):
-    from dna.rate.block import RateConfig
+    from dna.rate.config import RateConfig
 
     gen = generation(cfg.root, g)
     return RateConfig(supernets=supernets or gen.supernets, out=gen.scores, block=block, space=cfg.space,
@@ -377,7 +382,7 @@ _TRANSFER_SET_BY_RUN = ("model", "out", "checkpoint", "random_init", "data")
 def transfer_configs(cfg: RunConfig, g: int = 0, arch: str | None = None, weights: str | None = None) -> dict[str, Any]:
     """The validated SegConfig / DetConfig / ClsConfig of each task in ``cfg.transfer`` (backbone
     ``arch`` with ``weights``): the run's data, epochs and sizes, then ``cfg.transfer_options[task]``."""
-    from dna.transfer import ClsConfig, DetConfig, SegConfig
+    from dna.transfer_config import ClsConfig, DetConfig, SegConfig
 
     classes = {"seg": SegConfig, "det": DetConfig, "cls": ClsConfig}
     opts = cfg.transfer_options

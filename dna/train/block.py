@@ -18,7 +18,6 @@ the checkpoint. One process (no group) is the plain single-device loop.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dna import storage
-from dna.data import DataConfig, make_dataset, make_loader
+from dna.data import make_dataset, make_loader
 from dna.device import autocast, memory_format, resolve_device
 from dna.errors import DnaError
 from dna.layout import block_supernet
@@ -34,44 +33,8 @@ from dna.progress import OnEpochEnd, epoch_end
 from dna.space import get_family, get_space
 from dna.supernet import BlockSupernet
 from dna.teacher import BlockTeacher, TeacherConfig, load_teacher_model
-from dna.train.state import capture_rng_state, check_count, check_resume_config, restore_rng_state
-
-
-@dataclass
-class BlockTrainConfig:
-    block: int
-    out: str                                # folder URI for this block's checkpoints
-    space: str = "mbconv-tiny"
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 20
-    lr: float | None = None                 # default: 0.002 for block 0, 0.005 for the rest
-    lr_decay: float = 0.9                   # per epoch
-    max_steps_per_epoch: int | None = None
-    seed: int = 0
-    device: str | None = None
-
-    def validate(self) -> None:
-        space = get_space(self.space)
-        space.check_block(self.block)
-        check_count("epochs", self.epochs, optional=False)
-        check_count("max_steps_per_epoch", self.max_steps_per_epoch)
-        if self.lr is not None and not self.lr > 0:
-            raise DnaError(f"lr={self.lr}: expected a positive learning rate")
-        if not 0 < self.lr_decay <= 1:
-            raise DnaError(f"lr_decay={self.lr_decay}: expected 0 < lr_decay <= 1")
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (0.002 if self.block == 0 else 0.005)
-
-    def training_settings(self) -> dict:
-        """What a checkpoint must match to be resumed (``epochs`` may grow; device and loader
-        workers may change)."""
-        return {"space": self.space, "block": self.block, "teacher": asdict(self.teacher),
-                "data": asdict(self.data), "lr": self.learning_rate, "lr_decay": self.lr_decay,
-                "max_steps_per_epoch": self.max_steps_per_epoch, "seed": self.seed}
-
+from dna.train.config import BlockTrainConfig, check_count  # noqa: F401 (re-exported)
+from dna.train.state import capture_rng_state, check_resume_config, restore_rng_state
 
 RESUME_MAY_CHANGE = ("data.num_workers",)
 

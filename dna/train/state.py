@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from dna.errors import DnaError
+from dna.train.config import check_count  # noqa: F401 (re-exported: the torch-free check)
 
 
 def capture_rng_state(generators: Mapping[str, torch.Generator | None] | None = None) -> dict[str, Any]:
@@ -101,11 +102,3 @@ def check_resume_config(stored: Mapping[str, Any] | None, current: Mapping[str, 
         shown = ", ".join(f"{k} (stored {old[k]!r}, now {new[k]!r})" for k in diff)
         raise DnaError(f"{where} was written with other training settings: {shown}; rerun with the stored "
                        "settings to resume, or use a fresh out folder")
-
-
-def check_count(name: str, value: Any, optional: bool = True) -> None:
-    """A step or epoch count must be an integer >= 1 (None allowed when ``optional``)."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DnaError(f"{name}={value!r}: expected an integer >= 1")

@@ -6,8 +6,7 @@ weight starts from the checkpoint. Data: ``builtin:shapes`` or an ImageFolder ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -18,7 +17,6 @@ from dna.progress import OnEpochEnd
 from dna.transfer.backbone import _enable_dynamic_size, is_vit, load_backbone, vit_img_size
 from dna.transfer.common import (
     Timer,
-    TransferConfig,
     fine_tune,
     make_optimizer,
     make_schedule,
@@ -27,49 +25,7 @@ from dna.transfer.common import (
     steps_per_epoch,
     write_outputs,
 )
-
-
-@dataclass
-class ClsConfig(TransferConfig):
-    """Classification fine-tuning. ``data_format``: ``auto``/``builtin``/``imagefolder``."""
-
-    TASK: ClassVar[str] = "cls"
-    DEFAULT_RESOLUTION: ClassVar[int] = 32
-    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.01, "adamw": 5e-4}
-    FORMATS: ClassVar[tuple[str, ...]] = ("auto", "builtin", "imagefolder")
-
-    batch_size: int = 64
-    label_smoothing: float = 0.0
-    drop_rate: float = 0.0
-    augment: bool = True
-
-    def validate_task(self) -> None:
-        if not isinstance(self.label_smoothing, (int, float)) or not 0 <= self.label_smoothing < 1:
-            raise DnaError(f"label_smoothing {self.label_smoothing!r} must be in [0, 1)")
-        if not isinstance(self.drop_rate, (int, float)) or not 0 <= self.drop_rate < 1:
-            raise DnaError(f"drop_rate {self.drop_rate!r} must be in [0, 1)")
-        if not isinstance(self.augment, bool):
-            raise DnaError(f"augment {self.augment!r} must be true or false")
-        if self.is_builtin and self.data_format not in ("auto", "builtin"):
-            raise DnaError(f"data_format {self.data_format!r} does not fit data {self.data!r}")
-
-    def resolve_format(self) -> str:
-        if self.is_builtin:
-            return "builtin"
-        if self.data_format == "builtin":
-            raise DnaError(f"data_format 'builtin' needs data 'builtin:shapes', not {self.data!r}")
-        from dna.data import class_names
-
-        class_names(self.data_config())  # raises DnaError naming the root when it is no ImageFolder
-        return "imagefolder"
-
-    def data_config(self):
-        from dna.data import DataConfig
-
-        return DataConfig(uri=self.data, resolution=self.input_size, batch_size=self.batch_size,
-                          num_workers=self.num_workers, train_size=self.train_size, val_size=self.val_size,
-                          num_classes=self.num_classes, seed=self.seed, augment=self.augment,
-                          rating_size=1)
+from dna.transfer_config import ClsConfig  # noqa: F401 (re-exported)
 
 
 @torch.no_grad()

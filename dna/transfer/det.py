@@ -19,8 +19,7 @@ class AP.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -37,7 +36,6 @@ from dna.transfer.backbone import (
 )
 from dna.transfer.common import (
     Timer,
-    TransferConfig,
     fine_tune,
     make_optimizer,
     make_schedule,
@@ -46,6 +44,7 @@ from dna.transfer.common import (
     steps_per_epoch,
     write_outputs,
 )
+from dna.transfer_config import DetConfig  # noqa: F401 (re-exported)
 
 ANCHOR_FRACTIONS = (0.04, 0.08, 0.16, 0.32, 0.64)  # torchvision's (32, ..., 512) at 800 px
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
@@ -201,83 +200,6 @@ def mean_average_precision(preds: list[dict], targets: list[dict],
 
 # --------------------------------------------------------------------------------------------
 # Config and the task
-
-
-@dataclass
-class DetConfig(TransferConfig):
-    """Detection transfer. ``data_format``: ``auto``/``builtin``/``coco``. ``min_size`` and
-    ``max_size`` (Faster R-CNN's resize) default to ``resolution`` (built-in images are square)
-    and ``resolution * 1333 / 800``. ``freeze_bn`` freezes the backbone's BatchNorm (use it with
-    small per-device batches)."""
-
-    TASK: ClassVar[str] = "det"
-    DEFAULT_RESOLUTION: ClassVar[int] = 64
-    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.02, "adamw": 1e-3}
-    FORMATS: ClassVar[tuple[str, ...]] = ("auto", "builtin", "coco")
-
-    fpn: bool = False
-    min_size: int | None = None
-    max_size: int | None = None
-    anchor_sizes: tuple[int, ...] | None = None
-    roi_size: int | None = None
-    fpn_channels: int = 256
-    representation_size: int = 1024
-    freeze_bn: bool = False
-    proposals_train: int = 2000
-    proposals_test: int = 1000
-    rois_per_image: int = 512
-    score_thresh: float = 0.05
-    detections_per_img: int = 100
-
-    @property
-    def min_side(self) -> int:
-        return int(self.min_size or self.input_size)
-
-    @property
-    def max_side(self) -> int:
-        if self.max_size:
-            return int(self.max_size)
-        return self.min_side if self.is_builtin else max(self.min_side, round(self.min_side * 1333 / 800))
-
-    def validate_task(self) -> None:
-        for name in ("fpn", "freeze_bn"):
-            if not isinstance(getattr(self, name), bool):
-                raise DnaError(f"{name} {getattr(self, name)!r} must be true or false")
-        for name, low in (("min_size", 16), ("max_size", 16), ("roi_size", 1)):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
-                raise DnaError(f"{name} {v!r} must be an integer >= {low} (or unset)")
-        if self.max_size is not None and self.max_size < self.min_side:
-            raise DnaError(f"max_size {self.max_size} must be >= min_size {self.min_side}")
-        for name in ("fpn_channels", "representation_size", "proposals_train", "proposals_test",
-                     "rois_per_image", "detections_per_img"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise DnaError(f"{name} {v!r} must be a positive integer")
-        if self.anchor_sizes is not None:
-            if not isinstance(self.anchor_sizes, (list, tuple)) or not self.anchor_sizes or not all(
-                isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in self.anchor_sizes
-            ):
-                raise DnaError(f"anchor_sizes {self.anchor_sizes!r} must be a list of positive numbers")
-            self.anchor_sizes = tuple(self.anchor_sizes)
-        if not isinstance(self.score_thresh, (int, float)) or not 0 <= self.score_thresh < 1:
-            raise DnaError(f"score_thresh {self.score_thresh!r} must be in [0, 1)")
-        if self.is_builtin and self.data_format not in ("auto", "builtin"):
-            raise DnaError(f"data_format {self.data_format!r} does not fit data {self.data!r}")
-
-    def resolve_format(self) -> str:
-        if self.is_builtin:
-            return "builtin"
-        if self.data_format == "builtin":
-            raise DnaError(f"data_format 'builtin' needs data 'builtin:shapes', not {self.data!r}")
-        from dna.transfer.datasets import is_coco
-
-        if self.data_format in ("auto", "coco") and is_coco(self.data):
-            return "coco"
-        raise DnaError(
-            f"data {self.data!r} is not a COCO tree (expected annotations/instances_train.json, "
-            "annotations/instances_val.json and the images)"
-        )
 
 
 def det_datasets(cfg: DetConfig):

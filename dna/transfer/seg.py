@@ -12,8 +12,7 @@ Metric: mean IoU from a confusion matrix accumulated over the validation set (pi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +24,6 @@ from dna.progress import OnEpochEnd
 from dna.transfer.backbone import FeatureBackbone, feature_backbone, is_cnn, load_backbone
 from dna.transfer.common import (
     Timer,
-    TransferConfig,
     fine_tune,
     make_optimizer,
     make_schedule,
@@ -35,6 +33,7 @@ from dna.transfer.common import (
     write_outputs,
 )
 from dna.transfer.datasets import IGNORE_INDEX
+from dna.transfer_config import SegConfig  # noqa: F401 (re-exported)
 
 ATROUS_RATES_512 = (6, 12, 18)  # DeepLab's rates at a 512 px crop and output stride 16
 
@@ -166,58 +165,6 @@ def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------
 # Config and the task
-
-
-@dataclass
-class SegConfig(TransferConfig):
-    """Segmentation transfer. ``data_format``: ``auto``/``builtin``/``voc``/``ade20k``.
-    ``atrous_rates`` None scales DeepLab's (6, 12, 18) to the resolution."""
-
-    TASK: ClassVar[str] = "seg"
-    DEFAULT_RESOLUTION: ClassVar[int] = 64
-    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.01, "adamw": 1e-3}
-    FORMATS: ClassVar[tuple[str, ...]] = ("auto", "builtin", "voc", "ade20k")
-
-    output_stride: int = 16
-    atrous_rates: tuple[int, ...] | None = None
-    aspp_channels: int = 256
-    decoder_channels: int = 256
-    decoder: bool = True
-    scale_min: float = 0.5
-    scale_max: float = 2.0
-
-    def validate_task(self) -> None:
-        if self.output_stride not in (8, 16, 32):
-            raise DnaError(f"output_stride {self.output_stride!r} must be 8, 16 or 32")
-        if self.atrous_rates is not None:
-            if not isinstance(self.atrous_rates, (list, tuple)) or not self.atrous_rates or not all(
-                isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in self.atrous_rates
-            ):
-                raise DnaError(f"atrous_rates {self.atrous_rates!r} must be a list of integers >= 1")
-            self.atrous_rates = tuple(self.atrous_rates)
-        for name in ("aspp_channels", "decoder_channels"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise DnaError(f"{name} {v!r} must be a positive integer")
-        if not isinstance(self.decoder, bool):
-            raise DnaError(f"decoder {self.decoder!r} must be true or false")
-        if not (0 < self.scale_min <= self.scale_max):
-            raise DnaError(f"scale range ({self.scale_min!r}, {self.scale_max!r}) must satisfy 0 < min <= max")
-        if self.batch_size < 2:
-            raise DnaError(f"batch_size {self.batch_size} must be >= 2 (ASPP's image pooling uses BatchNorm)")
-        if self.is_builtin and self.data_format not in ("auto", "builtin"):
-            raise DnaError(f"data_format {self.data_format!r} does not fit data {self.data!r}")
-
-    def resolve_format(self) -> str:
-        if self.is_builtin:
-            return "builtin"
-        if self.data_format == "builtin":
-            raise DnaError(f"data_format 'builtin' needs data 'builtin:shapes', not {self.data!r}")
-        if self.data_format != "auto":
-            return self.data_format
-        from dna.transfer.datasets import detect_seg_format
-
-        return detect_seg_format(self.data)
 
 
 def seg_datasets(cfg: SegConfig):
