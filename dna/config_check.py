@@ -232,8 +232,8 @@ def check_pp_types(pp_config: str | dict) -> None:
     ``retrain`` (:class:`dna.retrain_vit.RetrainViTConfig`) sections has its declared type."""
     import json
 
-    from dna.retrain_vit import RetrainViTConfig
-    from dna.ssl import PPTrainConfig
+    from dna.retrain_vit_config import RetrainViTConfig
+    from dna.ssl_config import PPTrainConfig
 
     pp = json.loads(pp_config) if isinstance(pp_config, str) else pp_config
     for name, cls in (("train", PPTrainConfig), ("retrain", RetrainViTConfig)):

@@ -19,7 +19,7 @@ from dna.errors import DnaError
 from dna.generation import RunConfig, unrated
 from dna.layout import generation
 from dna.progress import OnEpochEnd
-from dna.teacher import TeacherConfig
+from dna.teacher_config import TeacherConfig
 
 # teacher names meaning DNA++'s default CNN teacher (dna.ssl picks it for the space)
 PP_DEFAULT_TEACHERS = ("", "tiny", "default")
@@ -41,7 +41,7 @@ def pp_settings(pp_config: str | dict | None) -> dict:
 def pp_train_config(cfg: RunConfig, pp_config: str | dict | None, data: DataConfig | None = None):
     """The :class:`dna.ssl.PPTrainConfig` of a DNA++ run: the run config's root, space, data,
     teacher, epochs and caps, plus ``pp_config["train"]``."""
-    from dna.ssl import PPLossConfig, PPTrainConfig
+    from dna.ssl_config import PPLossConfig, PPTrainConfig
 
     train = dict(pp_settings(pp_config).get("train") or {})
     if isinstance(train.get("loss"), dict):
@@ -57,7 +57,7 @@ def pp_train_config(cfg: RunConfig, pp_config: str | dict | None, data: DataConf
 def retrain_vit_config(cfg: RunConfig, pp_config: str | dict | None, arch: str, out: str):
     """The :class:`dna.retrain_vit.RetrainViTConfig` of a DNA++ run: the run config's retrain
     settings (epochs, lr, steps, dropout, smoothing, RandAugment) plus ``pp_config["retrain"]``."""
-    from dna.retrain_vit import RetrainViTConfig
+    from dna.retrain_vit_config import RetrainViTConfig
 
     r = cfg.retrain
     base = dict(arch=arch, out=out, data=cfg.data, epochs=r.epochs, lr=r.lr, steps_per_epoch=r.steps_per_epoch,

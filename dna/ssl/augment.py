@@ -12,36 +12,12 @@ reproducible and resumable.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from dna.errors import DnaError
-
-
-@dataclass
-class ViewAugment:
-    scale: tuple[float, float] = (0.2, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip: float = 0.5
-    jitter: float = 0.4
-    jitter_prob: float = 0.8
-    grayscale_prob: float = 0.2
-
-    def validate(self) -> ViewAugment:
-        lo, hi = self.scale
-        if not 0 < lo <= hi <= 1:
-            raise DnaError(f"scale={self.scale}: expected 0 < low <= high <= 1")
-        if not 0 < self.ratio[0] <= self.ratio[1]:
-            raise DnaError(f"ratio={self.ratio}: expected 0 < low <= high")
-        for name in ("flip", "jitter_prob", "grayscale_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise DnaError(f"{name}={getattr(self, name)}: expected a probability in [0, 1]")
-        if not 0 <= self.jitter < 1:
-            raise DnaError(f"jitter={self.jitter}: expected 0 <= jitter < 1")
-        return self
+from dna.ssl_config import ViewAugment  # noqa: F401 (re-exported)
 
 
 def _u(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:

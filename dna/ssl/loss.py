@@ -24,37 +24,12 @@ summed over Z and Zhat here, so ``lambda_3 = 25 / 2``; ``gamma = 1``, ``eps = 1e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dna.errors import DnaError
-
-
-@dataclass
-class PPLossConfig:
-    lambda_1: float | None = None   # None: 25 / C (VICReg's invariance weight)
-    lambda_2: float | None = None   # None: C (VICReg's covariance weight 1)
-    lambda_3: float = 12.5          # VICReg's variance weight 25, halved (Z and Zhat are summed)
-    gamma: float = 1.0
-    eps: float = 1e-4
-
-    def validate(self) -> PPLossConfig:
-        for name in ("lambda_1", "lambda_2", "lambda_3", "gamma", "eps"):
-            v = getattr(self, name)
-            if v is None and name in ("lambda_1", "lambda_2"):
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-                raise DnaError(f"{name}={v!r}: expected a number >= 0")
-        if not self.eps > 0:
-            raise DnaError(f"eps={self.eps!r}: expected a number > 0")
-        return self
-
-    def lambdas(self, channels: int) -> tuple[float, float, float]:
-        l1 = 25.0 / channels if self.lambda_1 is None else float(self.lambda_1)
-        l2 = float(channels) if self.lambda_2 is None else float(self.lambda_2)
-        return l1, l2, float(self.lambda_3)
+from dna.ssl_config import PPLossConfig  # noqa: F401 (re-exported)
 
 
 def invariance(z: torch.Tensor, zhat: torch.Tensor) -> torch.Tensor:

@@ -26,8 +26,7 @@ from dna.space import get_family
 from dna.space.vit import PathChoice, ViTSpace
 from dna.ssl.loss import PPLossConfig, dnapp_loss
 from dna.ssl.teacher import SplitTeacher
-
-MODES = ("dnapp", "dna")
+from dna.ssl_config import MODES  # noqa: F401 (re-exported)
 
 
 class Projector(nn.Sequential):

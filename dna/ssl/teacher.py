@@ -27,15 +27,8 @@ import torch
 import torch.nn as nn
 
 from dna.errors import DnaError
+from dna.ssl_config import FULL_TEACHER, TINY_TEACHER, default_teacher  # noqa: F401 (re-exported)
 from dna.teacher import BlockTeacher, TeacherConfig, create_model, load_state
-
-TINY_TEACHER = "efficientnet-tiny"
-FULL_TEACHER = "efficientnet_b1"
-
-
-def default_teacher(space) -> str:
-    """EfficientNet-B1 (the paper's DNA++ teacher) for full-size spaces, the tiny CNN below 128 px."""
-    return FULL_TEACHER if space.resolution >= 128 else TINY_TEACHER
 
 
 def tiny_teacher_arch(resolution: int, num_classes: int = 10):

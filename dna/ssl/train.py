@@ -30,18 +30,15 @@ same on every rank, and only rank 0 writes. Pass the (sharded) loader as ``loade
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from dna import storage
-from dna.data import DataConfig, make_loader
+from dna.data import make_loader
 from dna.device import autocast, resolve_device
 from dna.errors import DnaError
 from dna.layout import joint_teacher, joint_teacher_arch, stage_files
@@ -49,121 +46,20 @@ from dna.progress import OnEpochEnd, epoch_end
 from dna.space.vit import ViTSpace, vit_space
 from dna.ssl.augment import ViewAugment, two_views
 from dna.ssl.loss import PPLossConfig
-from dna.ssl.model import MODES, PPModel
+from dna.ssl.model import PPModel
 from dna.ssl.teacher import (
     TINY_TEACHER,
     SplitTeacher,
     create_teacher_model,
-    default_teacher,
     tiny_teacher_arch,
 )
+from dna.ssl_config import DNA_LR_PER_256, PP_LR_PER_256, PPTrainConfig  # noqa: F401 (re-exported)
 from dna.teacher import TeacherConfig
-from dna.train.state import capture_rng_state, check_count, check_resume_config, restore_rng_state
+from dna.train.state import capture_rng_state, check_resume_config, restore_rng_state
 
 FORMAT = "dna.vit-supernet/v1"
 # Config keys a resumed run may change (a longer run continues a shorter one).
 RESUME_MAY_CHANGE = ("out", "epochs", "device", "data.num_workers")
-PP_LR_PER_256 = 0.0025
-DNA_LR_PER_256 = 5e-4
-
-
-@dataclass
-class PPTrainConfig:
-    out: str                                   # folder URI for checkpoint.pt / teacher.pt
-    space: Any = "vit-tiny"                    # ViT space name, .json URI, dict or ViTSpace
-    mode: str = "dnapp"                        # "dnapp" (joint, self-supervised) or "dna" (frozen teacher)
-    teacher: TeacherConfig | None = None       # None: efficientnet_b1 (>= 128 px spaces) or efficientnet-tiny
-    data: DataConfig = field(default_factory=lambda: DataConfig(augment=False))
-    epochs: int = 20
-    batch_size: int | None = None              # per process; None: data.batch_size
-    lr: float | None = None                    # None: 0.0025 (dnapp) / 5e-4 (dna) per 256 images
-    weight_decay: float | None = None          # None: 1e-6 (dnapp, LARS) / 0.05 (dna, AdamW)
-    momentum: float = 0.9                      # LARS momentum
-    trust_coeff: float = 0.001                 # LARS trust coefficient (timm's default)
-    warmup_epochs: float = 0.0                 # dnapp: linear warm-up before the cosine
-    lr_decay: float = 0.9                      # dna: LR factor ...
-    lr_decay_epochs: int = 3                   # ... every this many epochs
-    proj_dim: int = 256                        # DNA++ projector output (C of Eq. 10/11)
-    proj_hidden: int = 256
-    loss: PPLossConfig = field(default_factory=PPLossConfig)
-    views: ViewAugment = field(default_factory=ViewAugment)
-    max_steps_per_epoch: int | None = None
-    seed: int = 0
-    device: str | None = None
-
-    def vit_space(self) -> ViTSpace:
-        return vit_space(self.space)
-
-    def data_config(self) -> DataConfig:
-        """The data config with this run's batch size."""
-        if self.batch_size is None:
-            return self.data
-        return dataclasses.replace(self.data, batch_size=self.batch_size)
-
-    def teacher_config(self) -> TeacherConfig:
-        if self.teacher is not None:
-            return self.teacher
-        return TeacherConfig(model=default_teacher(self.vit_space()))
-
-    def validate(self) -> PPTrainConfig:
-        if not isinstance(self.out, str) or not self.out.strip():
-            raise DnaError("out must name an output folder URI (local path or s3://...)")
-        self.vit_space()
-        if self.mode not in MODES:
-            raise DnaError(f"mode {self.mode!r}: expected one of {list(MODES)}")
-        if not isinstance(self.data, DataConfig):
-            raise DnaError(f"data must be a DataConfig, got {type(self.data).__name__}")
-        self.data.validate()
-        for name, low in (("epochs", 1), ("proj_dim", 2), ("proj_hidden", 1), ("lr_decay_epochs", 1), ("seed", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise DnaError(f"{name}={v!r}: expected an integer >= {low}")
-        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
-                                            or self.batch_size < 1):
-            raise DnaError(f"batch_size={self.batch_size!r}: expected an integer >= 1")
-        check_count("max_steps_per_epoch", self.max_steps_per_epoch)
-        if self.lr is not None and not self.lr > 0:
-            raise DnaError(f"lr={self.lr}: expected a positive learning rate")
-        if self.weight_decay is not None and not self.weight_decay >= 0:
-            raise DnaError(f"weight_decay={self.weight_decay}: expected >= 0")
-        if not 0 <= self.momentum < 1:
-            raise DnaError(f"momentum={self.momentum}: expected 0 <= momentum < 1")
-        if not self.trust_coeff > 0:
-            raise DnaError(f"trust_coeff={self.trust_coeff}: expected > 0")
-        if not self.warmup_epochs >= 0:
-            raise DnaError(f"warmup_epochs={self.warmup_epochs}: expected >= 0")
-        if not 0 < self.lr_decay <= 1:
-            raise DnaError(f"lr_decay={self.lr_decay}: expected 0 < lr_decay <= 1")
-        self.loss.validate()
-        self.views.validate()
-        if self.mode == "dnapp" and self.data_config().batch_size < 2:
-            raise DnaError("DNA++ needs batches of at least 2 images (covariance and variance terms)")
-        t = self.teacher_config()
-        if self.mode == "dna" and not (t.checkpoint or t.pretrained):
-            raise DnaError(f"mode 'dna' distils from a frozen teacher: teacher {t.model!r} needs a checkpoint "
-                           "or pretrained=True (DNA++ trains its teacher and needs neither)")
-        if t.checkpoint:
-            storage.check_readable(t.checkpoint)
-        return self
-
-    def learning_rate(self, world_size: int = 1) -> float:
-        if self.lr is not None:
-            return float(self.lr)
-        per_256 = PP_LR_PER_256 if self.mode == "dnapp" else DNA_LR_PER_256
-        return per_256 * self.data_config().batch_size * world_size / 256
-
-    def wd(self) -> float:
-        if self.weight_decay is not None:
-            return float(self.weight_decay)
-        return 1e-6 if self.mode == "dnapp" else 0.05
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(dataclasses.replace(self, space=None))
-        d["space"] = self.vit_space().to_json()
-        d["teacher"] = dataclasses.asdict(self.teacher_config())
-        return d
-
-
 def checkpoint_uri(out: str) -> str:
     return stage_files(out).checkpoint
 
