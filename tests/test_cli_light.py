@@ -1,5 +1,5 @@
 """The command line stays light and consistent: ``--help``, ``dna search`` and the pipeline scripts'
-``--help`` import neither torch nor timm nor ray; ``--version``; every option has help that says
+``--help`` and ``--compile`` import neither torch nor timm nor ray; ``--version``; every option has help that says
 its default; one flag name per concept, old spellings kept as aliases of the same dest.
 
 Imports are checked in a fresh interpreter (this one has torch already, from conftest). No timing
@@ -127,22 +127,72 @@ def test_pipeline_help_and_version_import_no_torch_timm_ray():
         assert report[1]["out"].strip() == f"dna-nas {dna.__version__}"
 
 
-def test_pipeline_compile_imports_no_ray(tmp_path):
-    """--compile writes the YAML without Ray. (It still imports torch and timm: the run config's
-    stage checks build the block-training, rating, retrain and transfer configs, whose modules need
-    them; see benchmarks/RESULTS.md.)"""
-    out = tmp_path / "dna.yaml"
-    (r,) = _run("pipelines/dna.py", [["--compile", str(out)]])
-    assert r["code"] == 0, r["err"][-2000:]
-    assert "ray" not in r["heavy"]
+@pytest.mark.parametrize("script", ["pipelines/dna.py", "pipelines/dna_plus.py", "pipelines/dna_pp.py"])
+def test_pipeline_compile_imports_no_torch_timm_ray(tmp_path, script):
+    """--compile checks the whole run config (every stage's own config included) and writes the
+    YAML without importing torch, timm or ray: the stage configs live in torch-free modules."""
+    out = tmp_path / "p.yaml"
+    argv = ["--compile", str(out), *(["--generations", "2"] if script.endswith("dna_plus.py") else [])]
+    report = _run(script, [argv])
+    _assert_light(report)
     assert out.stat().st_size > 1000 and "pipelineInfo" in out.read_text()
+
+
+def test_compile_still_checks_the_stage_configs(tmp_path):
+    """The torch-free checks still refuse a bad stage setting at --compile, with the stage named."""
+    out = tmp_path / "p.yaml"
+    for argv, says in ((["--set", "retrain.opt=nosuchopt"], "opt 'nosuchopt' is not a timm optimizer"),
+                       (["--set", "device=gpu7"], "gpu7"),
+                       (["--set", "transfer_options.det.score_thresh=2"], "score_thresh 2 must be in [0, 1)")):
+        (r,) = _run("pipelines/dna.py", [["--compile", str(out), *argv]])
+        assert r["code"] == 2 and says in r["err"], (argv, r["err"][-1000:])
+    assert not out.exists()
+
+
+def test_timm_optimizer_names_match_timm():
+    """The optimizer names checked without timm are the installed timm's registry."""
+    from timm.optim import list_optimizers
+
+    from dna.retrain_config import TIMM_OPTIMIZERS
+
+    assert TIMM_OPTIMIZERS == frozenset(list_optimizers())
+
+
+def test_torch_free_device_checks_match_torch():
+    """dna.device_check says what dna.device said (same messages), without torch for the
+    common strings."""
+    import torch
+
+    from dna.device import resolve_device
+    from dna.device_check import check_device, check_device_spec
+    from dna.errors import DnaError
+
+    for good in ("auto", "cpu"):
+        check_device(good)
+        check_device_spec(good)
+    check_device_spec(None)
+    with pytest.raises(DnaError, match="device 'gpu' must be auto, cpu, cuda or cuda:N"):
+        check_device("gpu")
+    for bad in ("gpu", "cpu:x"):
+        with pytest.raises(DnaError) as spec:
+            check_device_spec(bad)
+        with pytest.raises(DnaError) as direct:
+            resolve_device(bad)
+        assert str(spec.value) == str(direct.value)
+    if not torch.cuda.is_available():
+        with pytest.raises(DnaError, match="'cuda:0' asked for but CUDA is not available"):
+            check_device("cuda:0")
+        with pytest.raises(DnaError, match="requested but CUDA is not available here"):
+            check_device_spec("cuda")
 
 
 def test_config_modules_import_no_torch():
     """What a run config is made of (data, teacher, recipe, export formats) is importable without
     torch or timm; the modules that build networks re-export the same objects."""
     code = ("import sys, dna.data, dna.teacher_config, dna.retrain_recipe, dna.model.export_formats, "
-            "dna.generation; print(sorted(m for m in ('torch', 'timm', 'ray') if m in sys.modules))")
+            "dna.generation, dna.retrain_config, dna.retrain_vit_config, dna.train.config, dna.rate.config, "
+            "dna.transfer_config, dna.ssl_config, dna.device_check, dna.dnapp; "
+            "print(sorted(m for m in ('torch', 'timm', 'ray') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=120, check=True).stdout
@@ -159,6 +209,30 @@ def test_config_modules_import_no_torch():
     assert teacher.TeacherConfig is TeacherConfig and dna.data.ShapesDataset is ShapesDataset
     assert (export.FORMATS, export.ONNX_OPSET) == (FORMATS, ONNX_OPSET)
     assert retrain.FAST_RECIPE is FAST_RECIPE and retrain.SCHEDULES is SCHEDULES
+
+    import dna.rate.block
+    import dna.retrain_config
+    import dna.retrain_vit
+    import dna.retrain_vit_config
+    import dna.ssl
+    import dna.ssl.train
+    import dna.train.block
+    import dna.train.state
+    import dna.transfer
+    import dna.transfer_config
+    from dna.rate.config import RateConfig
+    from dna.ssl_config import PPLossConfig, PPTrainConfig, ViewAugment
+    from dna.train.config import BlockTrainConfig, check_count
+
+    assert retrain.RetrainConfig is dna.retrain_config.RetrainConfig
+    assert dna.retrain_vit.RetrainViTConfig is dna.retrain_vit_config.RetrainViTConfig
+    assert dna.train.block.BlockTrainConfig is BlockTrainConfig and dna.train.state.check_count is check_count
+    assert dna.rate.block.RateConfig is RateConfig
+    assert (dna.ssl.PPTrainConfig, dna.ssl.PPLossConfig, dna.ssl.ViewAugment) == (PPTrainConfig, PPLossConfig,
+                                                                                  ViewAugment)
+    assert dna.ssl.train.PPTrainConfig is PPTrainConfig
+    for name in ("TransferConfig", "SegConfig", "DetConfig", "ClsConfig"):
+        assert getattr(dna.transfer, name) is getattr(dna.transfer_config, name)
 
 
 def test_retrain_help_shows_the_config_defaults():
