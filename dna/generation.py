@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dna import storage
+from dna import storage, timm_names
 from dna.cost_registry import (
     check_answerable,
     check_limits,
@@ -153,8 +153,8 @@ def default_teachers(space: str) -> tuple[str, ...]:
 
 def _check_teacher(cfg: RunConfig, remote: bool) -> None:
     """The teacher is a default name, a timm model or a readable architecture JSON; given weights
-    belong to a named model and are readable (unless ``remote``); timm is imported only to look
-    up a model name."""
+    belong to a named model and are readable (unless ``remote``). Model names are looked up in
+    :mod:`dna.timm_names`, without importing timm."""
     builtin = default_teachers(cfg.space)
     model, checkpoint = cfg.teacher.model, cfg.teacher.checkpoint
     if model in builtin and (checkpoint or cfg.teacher.pretrained):
@@ -163,17 +163,11 @@ def _check_teacher(cfg: RunConfig, remote: bool) -> None:
     if model.endswith(".json"):
         if not remote:
             storage.check_readable(model)
-    elif model not in builtin and not _is_timm_model(model):
+    elif model not in builtin and not timm_names.is_model(model):
         raise DnaError(f"teacher {model!r}: expected {' or '.join(repr(t) for t in builtin if t)} (the "
                        "default), a timm model name (e.g. efficientnet_b1) or an architecture .json URI")
     if checkpoint and not remote:
         storage.check_readable(checkpoint)
-
-
-def _is_timm_model(name: str) -> bool:
-    import timm
-
-    return timm.is_model(name)
 
 
 def check_retrain(cfg: RunConfig, settings: RetrainSettings, name: str) -> None:

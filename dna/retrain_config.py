@@ -2,9 +2,8 @@
 the pipelines' ``--compile`` check the teacher's and the final net's retraining before any network
 is built (:mod:`dna.retrain` trains with it and re-exports it).
 
-``TIMM_OPTIMIZERS`` is timm's optimizer registry (``timm.optim.list_optimizers()``) as data, so
-an optimizer name is checked without importing timm; tests/test_cli_light.py checks it equals the
-installed timm's list.
+The optimizer name is checked against :data:`dna.timm_names.OPTIMIZERS` (timm's registry as
+data), not by importing timm.
 """
 
 from __future__ import annotations
@@ -19,21 +18,7 @@ from dna.device_check import check_device
 from dna.errors import DnaError, check_keys, field_names
 from dna.retrain_recipe import FAST_RECIPE, PAPER_BATCH, PAPER_LR, SCHEDULES
 from dna.teacher_config import TeacherConfig
-
-TIMM_OPTIMIZERS: frozenset[str] = frozenset((
-    'adabelief', 'adadelta', 'adafactor', 'adafactorbv', 'adafactorbvc', 'adagrad', 'adahessian',
-    'adam', 'adamax', 'adamc', 'adamp', 'adamuon', 'adamw', 'adamwlegacy', 'adan', 'adanw', 'adopt',
-    'adoptc', 'adoptw', 'bnbadam', 'bnbadam8bit', 'bnbadamw', 'bnbadamw8bit', 'bnbademamix',
-    'bnbademamix8bit', 'bnblion', 'bnblion8bit', 'bnbsgd', 'bnbsgd8bit', 'cadafactor', 'cadafactorbv',
-    'cadafactorbvc', 'cadamc', 'cadamp', 'cadamw', 'cadan', 'cadanw', 'cadopt', 'cadoptc', 'cadoptw',
-    'clamb', 'clambw', 'claprop', 'clion', 'clionc', 'cmars', 'cnadamc', 'cnadamw', 'crmsproptf',
-    'csgdc', 'csgdp', 'csgdw', 'fusedadam', 'fusedadamw', 'fusedlamb', 'fusednovograd', 'fusedsgd',
-    'kron', 'kronc', 'kronw', 'lamb', 'lambc', 'lambcd', 'lambcw', 'lambw', 'laprop', 'lapropc', 'larc',
-    'lars', 'lion', 'lionc', 'madgrad', 'madgradw', 'mars', 'momentum', 'muon', 'nadam', 'nadamc',
-    'nadamlegacy', 'nadamuon', 'nadamw', 'nesterov', 'nesterovw', 'nlarc', 'nlars', 'nmuon', 'novograd',
-    'novogradc', 'novogradw', 'radabelief', 'radam', 'radamlegacy', 'radamw', 'rmsprop', 'rmsproptf',
-    'rmsproptfc', 'rmsproptfw', 'sgd', 'sgdc', 'sgdp', 'sgdw',
-))
+from dna.timm_names import OPTIMIZERS as TIMM_OPTIMIZERS
 
 
 @dataclass

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from dna import timm_names
 from dna.data.classes import MAX_CLASSES
 from dna.device_check import check_device_spec
 from dna.errors import DnaError, check_keys, field_names
@@ -149,13 +150,8 @@ class TransferConfig:
         storage.is_s3(self.out)  # malformed or unsupported URI -> DnaError
         if self.model.endswith(".json"):
             storage.check_readable(self.model)
-        else:
-            import timm
-
-            if not timm.is_model(self.model):
-                raise DnaError(
-                    f"model {self.model!r} is neither an architecture .json URI nor a timm model name"
-                )
+        elif not timm_names.is_model(self.model):
+            raise DnaError(f"model {self.model!r} is neither an architecture .json URI nor a timm model name")
         if self.checkpoint is not None:
             storage.check_readable(self.checkpoint)
         if not self.is_builtin:

@@ -130,12 +130,14 @@ def test_pipeline_help_and_version_import_no_torch_timm_ray():
 @pytest.mark.parametrize("script", ["pipelines/dna.py", "pipelines/dna_plus.py", "pipelines/dna_pp.py"])
 def test_pipeline_compile_imports_no_torch_timm_ray(tmp_path, script):
     """--compile checks the whole run config (every stage's own config included) and writes the
-    YAML without importing torch, timm or ray: the stage configs live in torch-free modules."""
-    out = tmp_path / "p.yaml"
-    argv = ["--compile", str(out), *(["--generations", "2"] if script.endswith("dna_plus.py") else [])]
-    report = _run(script, [argv])
+    YAML without importing torch, timm or ray: the stage configs live in torch-free modules, and a
+    timm teacher (the cifar and imagenet presets') is looked up in dna.timm_names."""
+    outs = [tmp_path / f"{preset}.yaml" for preset in ("smoke", "cifar", "imagenet")]
+    gens = ["--generations", "2"] if script.endswith("dna_plus.py") else []
+    report = _run(script, [["--compile", str(out), "--preset", out.stem, *gens] for out in outs])
     _assert_light(report)
-    assert out.stat().st_size > 1000 and "pipelineInfo" in out.read_text()
+    for out in outs:
+        assert out.stat().st_size > 1000 and "pipelineInfo" in out.read_text()
 
 
 def test_compile_still_checks_the_stage_configs(tmp_path):
@@ -149,13 +151,21 @@ def test_compile_still_checks_the_stage_configs(tmp_path):
     assert not out.exists()
 
 
-def test_timm_optimizer_names_match_timm():
-    """The optimizer names checked without timm are the installed timm's registry."""
+def test_timm_names_match_timm():
+    """The model and optimizer names checked without timm are the installed timm's registries
+    (regenerate dna/timm_names.py from them when timm is upgraded)."""
+    import timm
+    import timm.models._registry as registry
     from timm.optim import list_optimizers
 
+    from dna import timm_names
     from dna.retrain_config import TIMM_OPTIMIZERS
 
-    assert TIMM_OPTIMIZERS == frozenset(list_optimizers())
+    assert TIMM_OPTIMIZERS is timm_names.OPTIMIZERS == frozenset(list_optimizers())
+    assert timm_names.MODELS == frozenset(registry._model_entrypoints)
+    assert set(timm.list_models()) <= timm_names.MODELS
+    for name in ("efficientnet_b1", "efficientnet_b0.ra_in1k", "vit_tiny_patch16_224", "nosuchnet", "", "b0."):
+        assert timm_names.is_model(name) == timm.is_model(name), name
 
 
 def test_torch_free_device_checks_match_torch():
