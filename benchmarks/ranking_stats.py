@@ -29,6 +29,13 @@ def kendall(a: Sequence[float], b: Sequence[float]) -> float:
     return 0.0 if t is None or math.isnan(t) else float(t)
 
 
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rho of two score lists (0.0 when either is constant, instead of NaN)."""
+    if np.ptp(np.asarray(a, float)) == 0 or np.ptp(np.asarray(b, float)) == 0:
+        return 0.0
+    return float(stats.spearmanr(a, b)[0])
+
+
 def _rows(table) -> np.ndarray:
     arr = np.asarray(table, dtype=float)
     if arr.ndim != 2 or arr.shape[1] < 3:
