@@ -781,6 +781,7 @@ def print_verdict(v: dict, g, svr: list[dict]) -> None:
     print(f"ground-truth ceiling (seed-to-seed tau): {v['ceiling']:.3f}")
     for b, d in v["dna_minus"].items():
         print(f"tau(DNA) - tau({b}): {d['diff']:+.3f}  95% CI [{d['lo']:+.3f}, {d['hi']:+.3f}]")
+    print(rs.plain_verdict(v["dna_minus"], v["ceiling"]))
     print("\nsearch vs random search (same recipe and seeds):")
     for r in svr:
         print(f"  {r['who']:10s} {r['params']:>9,} params  top-1 {r['top1']:.1f}%  rank {r['rank']}/{len(svr)}")
@@ -843,6 +844,7 @@ def report(args, argv, summary, space, data, teacher, g, verdict, wall) -> str:
               "and ground-truth seeds):", "", "| baseline | difference | 95% CI |", "|---|---|---|"]
     for b, d in verdict["dna_minus"].items():
         lines.append(f"| {b} | {d['diff']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] |")
+    lines += ["", rs.plain_verdict(verdict["dna_minus"], verdict["ceiling"])]
     svr = summary["search_vs_random"]
     lines += ["", f"Search vs random search at {summary['budget']:,.0f} params (DNA seed {args.seeds[0]}'s scores, "
               f"exact search; random: within +-10%; same recipe, seeds {args.gt_seeds}):", "",

@@ -165,3 +165,20 @@ def bootstrap_tau_diff(pred_a, pred_b, truth, n_boot: int = 1000, seed: int = 0,
 def rank_among(value: float, others: Sequence[float]) -> int:
     """1-based rank of ``value`` among ``others`` and itself (1 = highest; ties count in its favour)."""
     return 1 + sum(o > value for o in others)
+
+
+def plain_verdict(dna_minus: dict[str, dict], ceiling: float) -> str:
+    """One sentence per baseline from its CI of tau(DNA) - tau(baseline): better, worse, or no
+    detectable difference (the CI holds 0), with the ground-truth ceiling beside it."""
+    better = [b for b, d in dna_minus.items() if d["lo"] > 0]
+    worse = [b for b, d in dna_minus.items() if d["hi"] < 0]
+    tie = [b for b in dna_minus if b not in better and b not in worse]
+    out = []
+    if better:
+        out.append(f"DNA ranks better than {', '.join(better)} (95% CI of the tau difference above 0).")
+    if worse:
+        out.append(f"DNA ranks **worse** than {', '.join(worse)} (95% CI below 0).")
+    if tie:
+        out.append(f"No detectable difference between DNA and {', '.join(tie)} (95% CI contains 0).")
+    out.append(f"Ceiling: the ground truth agrees with itself across training seeds at tau {ceiling:.2f}.")
+    return " ".join(out)

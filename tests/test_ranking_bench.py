@@ -115,6 +115,8 @@ def test_bootstrap_ci_known_cases():
     d = rs.bootstrap_tau_diff(good, rand, truth, n_boot=300, seed=0)
     assert d["lo"] > 0.3 and d["diff"] > 0.5
     assert rs.bootstrap_tau_diff(good, rand, truth, n_boot=300, seed=0) == d          # seeded
+    text = rs.plain_verdict({"random": d, "DNA-copy": same, "oracle": {**d, "lo": -0.5, "hi": -0.2}}, 0.7)
+    assert "better than random" in text and "worse** than oracle" in text and "DNA and DNA-copy" in text
 
 
 SMOKE = MBConvSpace(name="bench-smoke", ops=("k3e3", "k3e6"),
