@@ -729,7 +729,7 @@ def main(argv=None) -> dict:
     goodness: dict[str, dict[int, list[float]]] = {
         "DNA": {s: [-v for v in info["DNA"][s]["scores"]] for s in args.seeds},
         "SPOS": {s: [-v for v in info["SPOS"][s]["scores"]] for s in args.seeds},
-        "random": {s: [random.Random(1000 + s).random() for _ in range(n)] for s in args.seeds},
+        "random": {s: random_scores(s, n) for s in args.seeds},
         "params": {0: [float(c["params"]) for c in arch_costs]},
         "FLOPs": {0: [float(c["flops"]) for c in arch_costs]},
     }
@@ -743,6 +743,12 @@ def main(argv=None) -> dict:
         plot_blocks(Path(args.block_plot), info["DNA"], info["SPOS"])
     _finish(args, argv, summary, out, space, data, teacher, g, verdict, time.time() - t_start)
     return summary
+
+
+def random_scores(seed: int, n: int) -> list[float]:
+    """The random predictor: ``n`` seeded uniform scores."""
+    rng = random.Random(1000 + seed)
+    return [rng.random() for _ in range(n)]
 
 
 def compare(goodness: dict, truth_tab, truth: list[float], n_boot: int, seed: int) -> dict:

@@ -142,6 +142,7 @@ def test_ranking_smoke_end_to_end(tmp_path, monkeypatch):
     assert r["status"] == "verdict"
     assert set(r["verdict"]["methods"]) == set(ranking.METHODS)
     assert set(r["verdict"]["dna_minus"]) == {"SPOS", "random", "params", "FLOPs"}
+    assert len(set(r["goodness"]["random"][0])) == len(r["archs"])       # one draw per architecture
     assert len(r["truth"]) == len(r["archs"]) >= 3 and r["search_vs_random"][0]["who"] == "DNA search"
     assert len(list((tmp_path / "cache").glob("gt-*/*.parquet"))) >= 2 * len(r["archs"])
     r2 = ranking.main(_smoke_args(tmp_path))
