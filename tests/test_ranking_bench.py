@@ -126,7 +126,7 @@ SMOKE = MBConvSpace(name="bench-smoke", ops=("k3e3", "k3e6"),
 
 def _smoke_args(tmp_path, *extra):
     return ["--space", json.dumps(SMOKE.to_json()), "--archs", "3", "--gt-seeds", "0", "1", "--seeds", "0",
-            "--epochs", "1", "--teacher-epochs", "1", "--supernet-steps", "1", "--train-size", "32", "--val-size",
+            "--epochs", "1", "--teacher-epochs", "1", "--teacher-train-size", "0", "--supernet-steps", "1", "--train-size", "32", "--val-size",
             "16", "--rating-size", "16", "--batch-size", "16", "--max-steps", "1", "--random-archs", "2",
             "--boot", "20", "--jobs", "0", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
             "--no-plot", "--no-record", *extra]
