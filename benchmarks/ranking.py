@@ -783,7 +783,7 @@ def search_table(archs: list[list[dict]], rows: dict, seeds: list[int], costs: A
         per = [rows[(json.dumps(a), s)]["top1"] for s in seeds]
         out.append({"who": "DNA search" if i == 0 else f"random {i}",
                     "params": costs([BlockChoice.from_json(c) for c in a])["params"], "top1": statistics.fmean(per),
-                    "per_seed": per, "arch": " | ".join(f"c{c['cell']}:{c['ops']}" for c in a)})
+                    "per_seed": per, "arch": "; ".join(f"c{c['cell']}:{c['ops']}" for c in a)})
     means = [r["top1"] for r in out]
     for i, r in enumerate(out):
         r["rank"] = rs.rank_among(r["top1"], means[:i] + means[i + 1:])
@@ -847,7 +847,7 @@ def report(args, argv, summary, space, data, teacher, g, verdict, wall) -> str:
         f"Predictors (seeds {args.seeds}; params and FLOPs are deterministic, one value): DNA = sum of rated block "
         f"losses after {summary['supernet_epochs']} epochs (>= {args.supernet_steps} steps) per block supernet; SPOS "
         f"= rating-split cross-entropy after the same number of steps of one whole-network supernet; random = seeded "
-        f"uniform scores. Kendall tau and Spearman rho against the 3-seed-mean ground truth:",
+        f"uniform scores. Kendall tau and Spearman rho against the {len(args.gt_seeds)}-seed-mean ground truth:",
         "",
         "| method | Kendall tau (mean ± sd) | Spearman rho | per seed (tau / rho) |",
         "|---|---|---|---|",
