@@ -1,35 +1,45 @@
-"""Ranking quality against ground truth (SPEC section 10): DNA vs a SPOS baseline vs random.
+"""Ranking quality against a validated ground truth (SPEC section 10, issue #11): DNA vs SPOS vs
+random vs params-only vs FLOPs-only, and DNA search vs random search under one params budget.
 
-1. Ground truth: N architectures sampled uniformly from the space (seeded; a block's path is drawn
-   uniformly from all its cells' paths) are each trained stand-alone from scratch with
-   ``RetrainConfig.fast`` and their top-1 on the val split recorded. Cached as Parquet under
-   ``--cache`` (``ground_truth-<hash>.parquet``, the hash covers space, data, recipe and sampling
-   seed), filled in per finished architecture, so it is computed once per space and data set.
-2. Predictions, for each seed (the seed of supernet training and rating; ground truth is shared):
-   DNA: a teacher with the space's stage strides is trained on the data (``retrain``, cached), the
-   block supernets are trained and rated with the library (``supernet_step``, ``rate_step``) and
-   an architecture's score is the sum of its blocks' rated losses; SPOS: ``benchmarks/spos.py``,
-   one whole-network supernet trained with cross-entropy for the same epochs, optimizer and LR
-   schedule as a DNA block, rated by rating-split cross-entropy with BN recalibrated per path;
-   random: seeded random scores.
-3. Kendall tau, Spearman rho and Pearson R (scipy.stats) of each method against the ground truth.
-   DNA and SPOS scores are losses (lower is better) and accuracy is higher-is-better, so the
-   correlations are computed between ``-score`` and top-1. Table to RESULTS.md (## Ranking
-   quality), predicted-vs-true rank scatter to ``--plot``.
+The setup, and why (the old benchmark's ground truth was optimisation noise: tau 0.03 between
+training seeds, so its verdicts were void):
 
-The default space (``rank-bench``, defined below as data) is a scaled-down MBConv space with total
-stride 8 at 32 px: the stride-32 ``mbconv-tiny`` nets barely learn the built-in 32 px data in a
-few epochs, so their accuracies would not spread and the ranking would be noise.
+1. Space ``rank-bench16`` (``BENCH_TABLE`` below, data): 3 blocks, 2 cells each of 2-3 layers (so
+   the rated interior of every cell runs at the student's own width, as in the paper's Table 1), 2
+   widths per block (the last block one width, two depths: the head's input is fixed), OPS4, stride
+   matched to 16 px input (8x8 after the stem, 2x2 at the head).
+2. Teacher outside the space and stronger: per block twice the deepest cell's layers at 1.5x the
+   widest width (``teacher_arch_def``, checked by ``teacher_outside_space``), trained to a plateau
+   on more images of the same distribution than the students (``--teacher-train-size``, as a real
+   teacher is pretrained on more data than the search sees). Its top-1 is printed beside the best
+   stand-alone candidate's; if it is not better the run stops (exit 4, no verdict).
+3. Architectures stratified by parameter count over the space's whole cost range (cheapest and
+   dearest included; costs from ``dna.rate.path_costs``, the modules the final model builds), plus
+   nested pairs of known order (``nested_pairs``) as sanity checks.
+4. Ground truth: every architecture trained stand-alone (``RetrainConfig.fast``, 16 px, 20 epochs,
+   val split 2,000 images) with 3 training seeds; a run's score is the mean val top-1 of its last
+   3 epochs (``retrain`` evaluates every epoch), the architecture's the mean over seeds. Cached as
+   one Parquet file per (architecture, seed) under ``--cache`` (``gt-<settings hash>/``), written by
+   the job itself, so interrupted runs and reruns reuse every finished training.
+5. Validity gate before any comparison (``benchmarks/ranking_stats.py``): seed-to-seed Kendall tau
+   >= 0.5, Spearman-Brown reliability of the 3-seed mean >= 0.8, every nested pair in order in >= 2
+   of 3 seeds. Otherwise: "ground truth invalid", the figures, exit 3 and no verdict.
+6. Predictors: DNA (library ``supernet_step`` + ``rate_step``, score = sum of rated block losses),
+   SPOS (``benchmarks/spos.py``, the same number of steps as one DNA block), random (3 seeds),
+   params-only and FLOPs-only (deterministic, so one "seed").
+7. Verdict: tau(DNA) - tau(baseline) with a 95% bootstrap CI resampling architectures and seeds,
+   beside the ground-truth ceiling (seed-to-seed tau).
+8. Search vs random search: under the params budget at the middle of the cost range, the
+   architecture ``dna.search`` finds in the first DNA seed's scores table and ``--random-archs``
+   random architectures within +-10% of the budget are retrained with the ground-truth recipe and
+   seeds; the searched net's top-1 and rank among them are reported.
 
-``--gt-repeats K`` trains the first K architectures again with another training seed and reports
-how well the two ground-truth runs agree: the ceiling any predictor can reach against one run.
+Every job (a stand-alone training, the teacher, one seed of DNA or SPOS) is a single-threaded
+process; ``--jobs`` of them run at once. ``--only-ground-truth`` fills the caches and stops.
 
-Every job (one stand-alone training, the teacher, one seed of DNA or SPOS) is a single-threaded
-process; ``--jobs`` of them run at once.
-
-Usage: python benchmarks/ranking.py [--space rank-bench|NAME|FILE.json|'{json}'] [--data URI]
-       [--archs 20] [--seeds 0 1 2] [--epochs 6] [--gt-repeats 0] [--out DIR] [--cache benchmarks/cache]
-       [--jobs 2]
+Usage: python benchmarks/ranking.py [--space rank-bench16|NAME|FILE.json|'{json}'] [--data URI]
+       [--archs 20] [--arch-seed 0] [--data-seed 0] [--epochs 20] [--gt-seeds 0 1 2] [--seeds 0 1 2]
+       [--supernet-steps 500] [--jobs 2] [--cache benchmarks/cache] [--out DIR] [--only-ground-truth]
 """
 
 from __future__ import annotations
@@ -37,73 +47,55 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import hashlib
+import itertools
 import json
+import math
 import multiprocessing
 import os
 import random
 import shlex
+import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import ranking_stats as rs  # noqa: E402
 from benchmarks._machine import machine, record  # noqa: E402
+from dna.errors import DnaError  # noqa: E402
 from dna.space import get_space, space_from_json  # noqa: E402
-from dna.space.mbconv import OPS4, BlockChoice, MBConvSpace, _blocks  # noqa: E402
+from dna.space.mbconv import OPS4, BlockChoice, MBConvSpace, Op, _blocks  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
-# Scaled-down MBConv space for the benchmark: 4 blocks, strides 1, 2, 2, 1 (with the stem: total
-# stride 8, 4x4 maps at the head for 32 px), 4 ops, 1-2 layers per cell; 32,000 architectures.
-RANK_BENCH = MBConvSpace(
-    name="rank-bench",
-    ops=OPS4,
-    blocks=_blocks([
-        (1, [(1, 16), (2, 16)]),
-        (2, [(1, 24), (2, 24)]),
-        (2, [(1, 40), (2, 48)]),
-        (1, [(1, 64)]),
-    ]),
-    stem_channels=16,
-    first_channels=8,
-    head_channels=256,
-    resolution=32,
-    num_classes=10,
-)
-GT_COLUMNS = ("index", "arch", "top1", "top5", "params", "flops", "seconds")
+# The benchmark space as data: (stride, [(layers, channels) per cell]) per block. 16 px input:
+# stem stride 2 -> 8x8, block strides 1, 2, 2 -> 2x2 at the head. 80 paths per block, 512,000
+# architectures, 55k-337k params (6.2x).
+BENCH_TABLE = [
+    (1, [(2, 8), (3, 24)]),
+    (2, [(2, 16), (3, 48)]),
+    (2, [(2, 64), (3, 64)]),
+]
+BENCH_SPACE = MBConvSpace(name="rank-bench16", ops=OPS4, blocks=_blocks(BENCH_TABLE), stem_channels=16,
+                          first_channels=8, head_channels=128, resolution=16, num_classes=10)
+TEACHER_DEPTH = 2.0     # teacher layers per block >= this x the deepest cell's
+TEACHER_WIDTH = 1.5     # teacher width per block >= this x the widest cell's
+METHODS = ("DNA", "SPOS", "random", "params", "FLOPs")
+DETERMINISTIC = ("params", "FLOPs")
+EXIT_INVALID_GT, EXIT_WEAK_TEACHER = 3, 4
 
 
 def load_space(spec: str) -> MBConvSpace:
     """A space of cells (mbconv, uir) by name, JSON text or .json URI."""
     from dna.space import get_family
 
-    if spec == RANK_BENCH.name:
-        return RANK_BENCH
+    if spec == BENCH_SPACE.name:
+        return BENCH_SPACE
     space = space_from_json(json.loads(spec)) if spec.lstrip().startswith("{") else get_space(spec)
     if get_family(space).joint_teacher:
         raise SystemExit(f"space {space.name!r}: DNA++ (ViT) spaces are not supported, only spaces of cells")
     return space
-
-
-def sample_archs(space: MBConvSpace, n: int, seed: int = 0) -> list[list[BlockChoice]]:
-    """``n`` distinct architectures drawn uniformly from the space (seeded)."""
-    if n > space.count():
-        raise SystemExit(f"--archs {n}: the space has only {space.count()} architectures")
-    rng = random.Random(seed)
-    seen, out = set(), []
-    while len(out) < n:
-        arch = []
-        for k, b in enumerate(space.blocks):
-            weights = [len(space.ops) ** c.layers for c in b.cells]
-            c = rng.choices(range(len(b.cells)), weights=weights)[0]
-            arch.append(BlockChoice(k, c, tuple(rng.choice(space.ops) for _ in range(b.cells[c].layers))))
-        key = arch_key(arch)
-        if key not in seen:
-            seen.add(key)
-            out.append(arch)
-    return out
 
 
 def arch_key(arch) -> str:
@@ -114,16 +106,194 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+# ----- costs, sampling, nested pairs -------------------------------------------------------------
+class ArchCosts:
+    """Total params and FLOPs of architectures of ``space`` (fixed stem/head included), counted on
+    the timm modules the final model builds (``dna.rate.path_costs``, as the scores table)."""
+
+    def __init__(self, space: MBConvSpace, resolution: int | None = None):
+        from dna.rate.path_costs import PathCosts
+
+        self.space = space
+        self.pc = PathCosts(space, resolution)
+        self._fixed = self.pc.fixed()
+
+    def layer_params(self, block: int, cell: int, index: int, op: str, in_chs: int) -> int:
+        return self.pc.layer(block, cell, index, op, in_chs)["params"]
+
+    def __call__(self, arch) -> dict[str, int]:
+        from dna.rate.path_costs import combine
+
+        parts, width = [self._fixed], self.space.first_channels
+        for ch in arch:
+            parts.append(self.pc.path(ch.block, ch.cell, ch.ops, width))
+            width = self.space.cell(ch.block, ch.cell).channels
+        tot = combine(parts)
+        return {"params": int(tot["params"]), "flops": int(tot["flops"])}
+
+
+def extremes(space: MBConvSpace, costs: ArchCosts) -> list[list[BlockChoice]]:
+    """For every combination of cells, the path with the fewest and the most params (a layer's
+    params depend only on its op, its width and its input width, so the per-layer choice is exact):
+    the space's cheapest and dearest architectures are among them."""
+    out = []
+    for cells in itertools.product(*(range(len(b.cells)) for b in space.blocks)):
+        for pick in (min, max):
+            arch, width = [], space.first_channels
+            for k, c in enumerate(cells):
+                cell = space.cell(k, c)
+                ops = tuple(pick(space.ops, key=lambda o, i=i, w=width: costs.layer_params(k, c, i, o, w))
+                            for i in range(cell.layers))
+                arch.append(BlockChoice(k, c, ops))
+                width = cell.channels
+            out.append(arch)
+    return out
+
+
+def candidate_pool(space: MBConvSpace, costs: ArchCosts, n_random: int, seed: int) -> list[list[BlockChoice]]:
+    """The extremes plus ``n_random`` architectures drawn with a uniform cell per block and a
+    uniform op per layer (distinct, seeded): what the stratified sample picks from."""
+    rng = random.Random(seed)
+    pool, seen = [], set()
+    for arch in extremes(space, costs):
+        if arch_key(arch) not in seen:
+            seen.add(arch_key(arch))
+            pool.append(arch)
+    tries = 0
+    target = min(len(pool) + n_random, space.count())
+    while len(pool) < target and tries < 20 * n_random:
+        tries += 1
+        arch = []
+        for k, b in enumerate(space.blocks):
+            c = rng.randrange(len(b.cells))
+            arch.append(BlockChoice(k, c, tuple(rng.choice(space.ops) for _ in range(b.cells[c].layers))))
+        if arch_key(arch) not in seen:
+            seen.add(arch_key(arch))
+            pool.append(arch)
+    return pool
+
+
+def sample_archs(space: MBConvSpace, n: int, seed: int = 0, costs: ArchCosts | None = None,
+                 pool_size: int = 4000) -> list[list[BlockChoice]]:
+    """``n`` architectures stratified by params over the space's whole range (cheapest and dearest
+    first), seeded."""
+    if n < 2:
+        raise SystemExit(f"--archs {n}: need >= 2 (the cheapest and the dearest architecture)")
+    if n > space.count():
+        raise SystemExit(f"--archs {n}: the space has only {space.count()} architectures")
+    costs = costs or ArchCosts(space)
+    pool = candidate_pool(space, costs, pool_size, seed)
+    params = [costs(a)["params"] for a in pool]
+    return [pool[i] for i in rs.stratified_pick(params, n, seed)]
+
+
+def _expansion_pair(ops) -> tuple[str, str] | None:
+    """Two ops with the same kernel and different expansion (smaller first), if the space has them."""
+    try:
+        parsed = [Op.parse(o) for o in ops]
+    except DnaError:
+        return None
+    for a, b in itertools.combinations(sorted(parsed, key=lambda o: (o.kernel, o.expand)), 2):
+        if a.kernel == b.kernel and a.expand < b.expand:
+            return a.name, b.name
+    return None
+
+
+def nested_pairs(space: MBConvSpace, costs: ArchCosts) -> list[tuple[str, list[BlockChoice], list[BlockChoice]]]:
+    """Pairs (name, larger, smaller) where the larger net contains the smaller one's function class,
+    so more capacity should not rank lower: cheapest vs dearest; the same cells with a larger
+    expansion everywhere; the deepest-and-widest cell vs the shallowest-and-narrowest everywhere."""
+    ex = extremes(space, costs)
+    by_params = sorted(ex, key=lambda a: costs(a)["params"])
+    pairs = [("min<max", by_params[-1], by_params[0])]
+    e = _expansion_pair(space.ops)
+    if e:
+        small = [BlockChoice(k, 0, (e[0],) * b.cells[0].layers) for k, b in enumerate(space.blocks)]
+        big = [BlockChoice(k, 0, (e[1],) * b.cells[0].layers) for k, b in enumerate(space.blocks)]
+        pairs.append((f"{e[0]}<{e[1]}", big, small))
+    lo = [min(range(len(b.cells)), key=lambda c, b=b: (b.cells[c].layers, b.cells[c].channels)) for b in space.blocks]
+    hi = [max(range(len(b.cells)), key=lambda c, b=b: (b.cells[c].layers, b.cells[c].channels)) for b in space.blocks]
+    nested = all(b.cells[h].layers >= b.cells[l_].layers and b.cells[h].channels >= b.cells[l_].channels
+                 for b, h, l_ in zip(space.blocks, hi, lo, strict=True)) and hi != lo
+    if nested:
+        op = e[1] if e else space.ops[0]
+        pairs.append(("shallow<deep",
+                      [BlockChoice(k, c, (op,) * space.cell(k, c).layers) for k, c in enumerate(hi)],
+                      [BlockChoice(k, c, (op,) * space.cell(k, c).layers) for k, c in enumerate(lo)]))
+    return pairs
+
+
+# ----- teacher ------------------------------------------------------------------------------------
 def teacher_arch_def(space: MBConvSpace) -> list[list[str]]:
-    """A teacher with one stage per block at the block's stride (so ``check_strides`` holds):
-    the block's deepest cell depth, its widest cell width, k3e6 layers."""
+    """A teacher outside the space: one stage per block at the block's stride (so the block split
+    holds), ``TEACHER_DEPTH`` x the deepest cell's layers at ``TEACHER_WIDTH`` x the widest width,
+    k3e6 layers."""
     se = f"_se{space.se_ratio:g}" if space.se_ratio else ""
     stages = [space.first_stage()]
     for b in space.blocks:
-        layers = max(c.layers for c in b.cells)
-        width = max(c.channels for c in b.cells)
+        layers = math.ceil(TEACHER_DEPTH * max(c.layers for c in b.cells))
+        width = math.ceil(TEACHER_WIDTH * max(c.channels for c in b.cells))
         stages.append([f"ir_r{layers}_k3_s{b.stride}_e6_c{width}{se}"])
     return stages
+
+
+def _stage(strings: list[str]) -> tuple[int, int, int]:
+    """(layers, output width, stride) of one arch_def stage of timm block strings."""
+    import re
+
+    layers, width, stride = 0, 0, 1
+    for i, s in enumerate(strings):
+        r, c, st = re.search(r"_r(\d+)", s), re.search(r"_c(\d+)", s), re.search(r"_s(\d+)", s)
+        if not (r and c and st):
+            raise DnaError(f"teacher block string {s!r}: expected timm's '<type>_r<N>_..._s<S>_..._c<C>' form")
+        layers += int(r.group(1))
+        width = int(c.group(1))
+        if i == 0:
+            stride = int(st.group(1))
+    return layers, width, stride
+
+
+def _op(block_str: str) -> str:
+    """The ``k<kernel>e<expansion>`` op of one timm block string (``e1`` when it has no expansion)."""
+    import re
+
+    k, e = re.search(r"_k(\d+)", block_str), re.search(r"_e(\d+)", block_str)
+    return f"k{k.group(1) if k else 3}e{e.group(1) if e else 1}"
+
+
+def teacher_outside_space(space: MBConvSpace, arch_def: list[list[str]]) -> None:
+    """Raise :class:`DnaError` unless ``arch_def`` is a teacher with one stage per block of
+    ``space`` at the block's stride, every stage at least ``TEACHER_DEPTH`` x the block's deepest
+    cell and ``TEACHER_WIDTH`` x its widest width (hence no candidate of the space)."""
+    if len(arch_def) != len(space.blocks) + 1:
+        raise DnaError(f"teacher has {len(arch_def)} stages; expected the fixed first stage plus one per block "
+                       f"of space {space.name!r} ({len(space.blocks) + 1})")
+    candidate = True
+    for k, (b, stage) in enumerate(zip(space.blocks, arch_def[1:], strict=True)):
+        layers, width, stride = _stage(stage)
+        if stride != b.stride:
+            raise DnaError(f"teacher stage {k + 1} has stride {stride}, block {k} of space {space.name!r} has "
+                           f"{b.stride}: the block split would not line up")
+        ops = {_op(s) for s in stage}
+        if not any(c.layers == layers and c.channels == width for c in b.cells) or not ops <= set(space.ops):
+            candidate = False
+    if candidate:
+        raise DnaError(f"teacher {arch_def!r} is a candidate of space {space.name!r}: block losses would measure "
+                       "closeness to one architecture, not capacity")
+    for k, (b, stage) in enumerate(zip(space.blocks, arch_def[1:], strict=True)):
+        layers, width, _ = _stage(stage)
+        deep, wide = max(c.layers for c in b.cells), max(c.channels for c in b.cells)
+        if layers < TEACHER_DEPTH * deep:
+            raise DnaError(f"teacher stage {k + 1} has {layers} layers; block {k}'s deepest cell has {deep}, so "
+                           f"the teacher needs >= {math.ceil(TEACHER_DEPTH * deep)}")
+        if width < TEACHER_WIDTH * wide:
+            raise DnaError(f"teacher stage {k + 1} is {width} wide; block {k}'s widest cell is {wide}, so the "
+                           f"teacher needs >= {math.ceil(TEACHER_WIDTH * wide)}")
+
+
+def teacher_beats(teacher_top1: float, best_candidate_top1: float) -> bool:
+    """Whether the teacher is better than every candidate (else its features cannot rank them)."""
+    return teacher_top1 > best_candidate_top1
 
 
 # ----- jobs (each in its own single-threaded process) ------------------------------------------
@@ -140,17 +310,51 @@ def _data(d: dict):
     return DataConfig.from_dict(d)
 
 
-def gt_job(space_json: dict, arch: list[dict], data: dict, recipe: dict, out: str) -> dict:
+def last_mean(history: list[dict], n: int = 3) -> float:
+    """Mean val top-1 of the last ``n`` epochs: the plateau, not one epoch's luck."""
+    tail = [float(h["val_top1"]) for h in history[-n:]]
+    return sum(tail) / len(tail)
+
+
+def gt_file(gt_dir: Path, arch: list[dict], seed: int) -> Path:
+    return gt_dir / f"{digest(arch)}-s{seed}.parquet"
+
+
+def read_gt_row(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()[0]
+
+
+def gt_job(space_json: dict, arch: list[dict], data: dict, recipe: dict, seed: int, gt_dir: str) -> dict:
+    """Train one architecture stand-alone with one seed and store its row (atomically) in the cache;
+    the retrain folder beside it makes a cut-short training resume; its checkpoints are dropped
+    once the row is stored."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from dna.model.arch import Architecture
     from dna.retrain import RetrainConfig, retrain
 
     space = space_from_json(space_json)
     choices = [BlockChoice.from_json(c) for c in arch]
+    path = gt_file(Path(gt_dir), arch, seed)
+    run = Path(gt_dir) / "runs" / path.stem
     t = time.time()
-    m = retrain(RetrainConfig.fast(out=out, data=_data(data), device="cpu", **recipe),
+    m = retrain(RetrainConfig.fast(out=str(run), data=_data(data), device="cpu", seed=seed, **recipe),
                 model=Architecture.from_choices(space, choices))
-    return {"top1": float(m["top1"]), "top5": float(m["top5"]), "params": int(m.get("params", 0)),
-            "flops": int(m.get("flops", 0)), "seconds": time.time() - t}
+    hist = m["history"]
+    row = {"arch": json.dumps(arch), "seed": seed, "top1": last_mean(hist), "top1_final": float(m["top1"]),
+           "top1_by_epoch": [float(h["val_top1"]) for h in hist], "params": int(m.get("params", 0)),
+           "flops": int(m.get("flops", 0)), "seconds": time.time() - t}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist([row]), tmp)
+    os.replace(tmp, path)
+    for name in ("checkpoint.pt", "model.pt"):
+        (run / name).unlink(missing_ok=True)
+    return row
 
 
 def teacher_job(space_json: dict, data: dict, recipe: dict, out: str) -> dict:
@@ -167,7 +371,8 @@ def teacher_job(space_json: dict, data: dict, recipe: dict, out: str) -> dict:
     arch.save(arch_uri)
     t = time.time()
     m = retrain(RetrainConfig.fast(model=arch_uri, out=out, data=_data(data), device="cpu", **recipe))
-    return {"model": arch_uri, "checkpoint": storage.join(out, "model.pt"), "top1": float(m["top1"]),
+    return {"model": arch_uri, "checkpoint": storage.join(out, "model.pt"), "top1": last_mean(m["history"]),
+            "top1_final": float(m["top1"]), "params": int(m.get("params", 0)),
             "seconds": float(m.get("train_time_s") or time.time() - t)}
 
 
@@ -189,20 +394,23 @@ def dna_job(space_uri: str, data: dict, teacher: dict, epochs: int, seed: int, r
     t = time.time()
     rate_step(cfg, 0, tcfg)
     t_rate = time.time() - t
-    table, _ = read_scores(generation(root, 0).scores)
+    scores_uri = generation(root, 0).scores
+    table, _ = read_scores(scores_uri)
     d = table.to_pydict()
     loss = {(b, c, o, w): v for b, c, o, w, v in
             zip(d["block"], d["cell"], d["ops"], d["in_channels"], d["loss"], strict=True)}
-    preds = []
-    for arch in archs:
-        width, total = space.first_channels, 0.0
-        for ch in map(BlockChoice.from_json, arch):
-            total += loss[(ch.block, ch.cell, ch.ops_str, width)]
-            width = space.cell(ch.block, ch.cell).channels
-        preds.append(total)
-    ips = [h["images_per_s"] for m in metrics for h in m["history"]]
-    return {"scores": preds, "train_seconds": t_train, "rate_seconds": t_rate,
-            "images_per_s": sum(ips) / len(ips)}
+    return {"scores": [arch_loss(space, loss, a) for a in archs], "train_seconds": t_train, "rate_seconds": t_rate,
+            "scores_uri": scores_uri,
+            "block_loss": {int(m["block"]): [float(h["loss"]) for h in m["history"]] for m in metrics}}
+
+
+def arch_loss(space: MBConvSpace, loss: dict, arch: list[dict]) -> float:
+    """The sum of an architecture's rated block losses (Eq. 7 per block, unweighted over blocks)."""
+    width, total = space.first_channels, 0.0
+    for ch in map(BlockChoice.from_json, arch):
+        total += loss[(ch.block, ch.cell, ch.ops_str, width)]
+        width = space.cell(ch.block, ch.cell).channels
+    return total
 
 
 def spos_job(space_json: dict, data: dict, epochs: int, seed: int, archs: list[list[dict]],
@@ -216,9 +424,8 @@ def spos_job(space_json: dict, data: dict, epochs: int, seed: int, archs: list[l
     t = time.time()
     preds = rate_spos(net, [[BlockChoice.from_json(c) for c in a] for a in archs], _data(data),
                       calib_batches=calib_batches, max_batches=rate_max_batches)
-    ips = [h["images_per_s"] for h in info["history"]]
     return {"scores": preds, "train_seconds": t_train, "rate_seconds": time.time() - t,
-            "images_per_s": sum(ips) / len(ips)}
+            "loss": [float(h["loss"]) for h in info["history"]]}
 
 
 class _Inline:
@@ -239,38 +446,7 @@ class _Inline:
         return f
 
 
-# ----- ground-truth cache -----------------------------------------------------------------------
-def read_gt(path: Path) -> dict[int, dict]:
-    if not path.exists():
-        return {}
-    import pyarrow.parquet as pq
-
-    d = pq.read_table(path).to_pylist()
-    return {int(r["index"]): r for r in d}
-
-
-def write_gt(path: Path, rows: dict[int, dict], meta: dict) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([rows[i] for i in sorted(rows)])
-    table = table.replace_schema_metadata({"settings": json.dumps(meta, default=str)})
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-# ----- correlations and plot --------------------------------------------------------------------
-def correlations(scores, top1) -> dict:
-    """tau, rho, R between -score (loss: lower is better) and top-1 (higher is better)."""
-    from scipy import stats
-
-    neg = [-s for s in scores]
-    return {"tau": float(stats.kendalltau(neg, top1)[0]), "rho": float(stats.spearmanr(neg, top1)[0]),
-            "R": float(stats.pearsonr(neg, top1)[0])}
-
-
+# ----- plots ------------------------------------------------------------------------------------
 def ranks(values, descending: bool) -> list[int]:
     """1 = best."""
     order = sorted(range(len(values)), key=lambda i: -values[i] if descending else values[i])
@@ -280,336 +456,433 @@ def ranks(values, descending: bool) -> list[int]:
     return out
 
 
-def plot(path: Path, top1, preds: dict[str, dict[int, list[float]]], stats_: dict) -> None:
+def plot_ranks(path: Path, truth: list[float], goodness: dict[str, dict[int, list[float]]], taus: dict) -> None:
+    """Predicted vs true rank per method (every seed), 1 = best."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    true_rank = ranks(top1, descending=True)
-    fig, axes = plt.subplots(1, len(preds), figsize=(4.2 * len(preds), 4.2), squeeze=False)
-    markers = "osD^v<>"
-    for ax, (method, by_seed) in zip(axes[0], preds.items(), strict=True):
-        for j, (seed, scores) in enumerate(sorted(by_seed.items())):
-            ax.scatter(ranks(scores, descending=False), true_rank, marker=markers[j % len(markers)], alpha=0.6,
-                       label=f"seed {seed}")
-        n = len(top1)
+    true_rank = ranks(truth, descending=True)
+    fig, axes = plt.subplots(1, len(goodness), figsize=(3.6 * len(goodness), 3.8), squeeze=False)
+    n = len(truth)
+    for ax, (method, by_seed) in zip(axes[0], goodness.items(), strict=True):
+        for j, (seed, g) in enumerate(sorted(by_seed.items())):
+            ax.scatter(ranks(g, descending=True), true_rank, marker="osD^v"[j % 5], alpha=0.6, s=18,
+                       label=f"seed {seed}" if method not in DETERMINISTIC else "deterministic")
         ax.plot([1, n], [1, n], color="grey", lw=0.8, ls="--")
-        m = stats_[method]
-        ax.set_title(f"{method}: tau {m['tau'][0]:.2f}, rho {m['rho'][0]:.2f}")
+        ax.set_title(f"{method}: tau {taus[method]['tau']:+.2f}")
         ax.set_xlabel("predicted rank (1 = best)")
-        ax.set_ylabel("true rank (stand-alone top-1)")
+        ax.set_ylabel("true rank (3-seed mean top-1)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def mean_std(xs):
-    import statistics
+def plot_blocks(path: Path, dna_info: dict[int, dict], spos_info: dict[int, dict]) -> None:
+    """Each DNA block supernet's training loss per epoch (every seed), and SPOS's beside them."""
+    import matplotlib
 
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = sorted({b for r in dna_info.values() for b in map(int, r["block_loss"])})
+    fig, axes = plt.subplots(1, len(blocks) + 1, figsize=(3.4 * (len(blocks) + 1), 3.2), squeeze=False)
+    for ax, b in zip(axes[0], blocks, strict=False):
+        for s, r in sorted(dna_info.items()):
+            curve = r["block_loss"][b] if b in r["block_loss"] else r["block_loss"][str(b)]
+            ax.plot(range(1, len(curve) + 1), curve, "o-", ms=3, label=f"seed {s}")
+        ax.set_title(f"DNA block {b} (Eq. 6 loss)")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    ax = axes[0][-1]
+    for s, r in sorted(spos_info.items()):
+        ax.plot(range(1, len(r["loss"]) + 1), r["loss"], "o-", ms=3, label=f"seed {s}")
+    ax.set_title("SPOS supernet (cross-entropy)")
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 # ----- main -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", default=RANK_BENCH.name, help="space name, space JSON file, or inline JSON")
+    p.add_argument("--space", default=BENCH_SPACE.name, help="space name, space JSON file, or inline JSON")
     p.add_argument("--data", default="builtin:shapes", help="builtin:shapes or an ImageFolder root")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the built-in data's images and splits")
     p.add_argument("--resolution", type=int, default=None, help="default: the space's")
     p.add_argument("--train-size", type=int, default=2000, help="built-in data only")
-    p.add_argument("--val-size", type=int, default=500, help="built-in data only")
-    p.add_argument("--rating-size", type=int, default=256)
+    p.add_argument("--val-size", type=int, default=2000, help="built-in data only (the ground truth's split)")
+    p.add_argument("--rating-size", type=int, default=500, help="DNA/SPOS rating split (held out of train)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--archs", type=int, default=20, help="architectures in the ground truth")
+    p.add_argument("--archs", type=int, default=20, help="architectures stratified by params (nested pairs added)")
     p.add_argument("--arch-seed", type=int, default=0, help="seed of the architecture sample")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="supernet training/rating seeds")
-    p.add_argument("--epochs", type=int, default=6, help="stand-alone training epochs (ground truth)")
-    p.add_argument("--supernet-epochs", type=int, default=None,
-                   help="epochs of each DNA block supernet and of the SPOS supernet (default: --epochs)")
-    p.add_argument("--teacher-epochs", type=int, default=None, help="default: 2 x --epochs")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch (smoke tests)")
+    p.add_argument("--epochs", type=int, default=20, help="stand-alone training epochs (ground truth, search check)")
+    p.add_argument("--gt-seeds", type=int, nargs="+", default=[0, 1, 2], help="ground-truth training seeds")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="DNA/SPOS/random predictor seeds")
+    p.add_argument("--supernet-steps", type=int, default=500,
+                   help="updates per DNA block supernet and of the SPOS supernet (rounded up to whole epochs)")
+    p.add_argument("--teacher-epochs", type=int, default=10, help="the teacher's stand-alone epochs")
+    p.add_argument("--teacher-train-size", type=int, default=8000,
+                   help="built-in data only: the teacher's train images (0: --train-size)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch of every training (smoke)")
     p.add_argument("--rate-max-batches", type=int, default=None)
     p.add_argument("--calib-batches", type=int, default=2)
-    p.add_argument("--gt-repeats", type=int, default=0,
-                   help="train the first K architectures again with training seed 1 (ground-truth noise ceiling)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="params budget of the search-vs-random check (default: the middle of the cost range)")
+    p.add_argument("--random-archs", type=int, default=5, help="random architectures within +-10%% of the budget")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of each CI")
+    p.add_argument("--only-ground-truth", action="store_true",
+                   help="train the teacher and the ground truth (the caches) and stop")
     p.add_argument("--jobs", type=int, default=2, help="processes at once (one thread each); 0: all in this process")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--out", default=None, help="folder for supernets, scores and predictions (default: temp)")
+    p.add_argument("--out", default=None,
+                   help="folder for supernets, scores and predictions, reused by reruns (default: CACHE/run)")
     p.add_argument("--cache", default=str(HERE / "cache"), help="ground-truth and teacher cache folder")
-    p.add_argument("--plot", default=str(HERE / "ranking.png"))
+    p.add_argument("--plot", default=str(HERE / "ranking.png"), help="predicted-vs-true rank plot")
+    p.add_argument("--block-plot", default=str(HERE / "ranking_blocks.png"), help="supernet loss curves plot")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--note", default="", help="a sentence appended to the RESULTS.md section")
     return p
 
 
-def correlation_table(preds: dict[str, dict[int, list[float]]], top1: list[float], seeds) -> dict[str, dict]:
-    """Per method: mean/std of tau, rho and R over seeds against ``top1``, per seed, and how well
-    the seeds' predictions agree with each other; adds the ``random`` baseline to ``preds``."""
-    preds["random"] = {}
-    for s in seeds:
-        rng = random.Random(1000 + s)
-        preds["random"][s] = [rng.random() for _ in top1]
-    table: dict[str, dict] = {}
-    for method, by_seed in preds.items():
-        per = {s: correlations(by_seed[s], top1) for s in seeds}
-        table[method] = {k: mean_std([per[s][k] for s in seeds]) for k in ("tau", "rho", "R")}
-        table[method]["per_seed"] = per
-        pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
-        table[method]["seed_agreement"] = (
-            mean_std([correlations([-x for x in by_seed[a]], by_seed[b])["tau"] for a, b in pairs])[0]
-            if pairs else None)
-    return table
-
-
-def noise_ceiling(gt: dict, gt2: dict, n_repeat: int) -> dict | None:
-    """Agreement of the ground truth with itself under another training seed (3+ repeats)."""
-    if n_repeat < 3:
-        return None
-    a, b = [gt[i]["top1"] for i in range(n_repeat)], [gt2[i]["top1"] for i in range(n_repeat)]
-    ceiling = {**correlations([-x for x in a], b), "n": n_repeat,
-               "mean_abs_diff": sum(abs(x - y) for x, y in zip(a, b, strict=True)) / n_repeat}
-    print(f"ground-truth noise (training seed 0 vs 1 on {n_repeat} archs): tau {ceiling['tau']:.3f}, "
-          f"rho {ceiling['rho']:.3f}, R {ceiling['R']:.3f}, mean |diff| {ceiling['mean_abs_diff']:.1f} points")
-    return ceiling
-
-
-def print_table(top1: list[float], table: dict[str, dict]) -> None:
-    import statistics
-
-    print(f"\ntop-1 over {len(top1)} archs: {min(top1):.1f} - {max(top1):.1f} % (mean {statistics.fmean(top1):.1f},"
-          f" std {statistics.pstdev(top1):.1f})")
-    print(f"{'method':8s} {'Kendall tau':>16s} {'Spearman rho':>16s} {'Pearson R':>16s}")
-    for method, m in table.items():
-        print(f"{method:8s} " + " ".join(f"{m[k][0]:>+9.3f} ± {m[k][1]:.3f}" for k in ("tau", "rho", "R")))
-
-
 def _settings(args, space):
-    """The data, recipes and cache locations of a run (each cache file named by what it holds)."""
+    """The data, recipes and cache locations of a run (each cache named by what it holds)."""
     from dna.data import DataConfig
+    from dna.retrain import FAST_RECIPE
 
     data = DataConfig(uri=args.data, resolution=args.resolution or space.resolution, batch_size=args.batch_size,
                       train_size=args.train_size, val_size=args.val_size, rating_size=args.rating_size,
-                      num_classes=space.num_classes if args.data.startswith("builtin:") else 10)
+                      num_classes=space.num_classes if args.data.startswith("builtin:") else 10, seed=args.data_seed)
     data_d = data.to_dict()
-    sn_epochs = args.supernet_epochs or args.epochs
     gt_recipe = {"epochs": args.epochs, "steps_per_epoch": args.max_steps}
-    t_recipe = {"epochs": args.teacher_epochs or 2 * args.epochs, "steps_per_epoch": args.max_steps}
-    from dna.retrain import FAST_RECIPE
-
+    t_recipe = {"epochs": args.teacher_epochs, "steps_per_epoch": args.max_steps}
     cache = Path(args.cache)
-    gt_meta = {"space": space.to_json(), "data": data_d, "recipe": {**FAST_RECIPE, **gt_recipe},
-               "arch_seed": args.arch_seed}
-    gt_path = cache / f"ground_truth-{digest(gt_meta)}.parquet"
-    # --gt-repeats: the first K architectures trained again with another training seed (noise ceiling)
-    gt2_recipe = {**gt_recipe, "seed": 1}
-    gt2_meta = {**gt_meta, "recipe": {**FAST_RECIPE, **gt2_recipe}}
-    gt2_path = cache / f"ground_truth-{digest(gt2_meta)}.parquet"
-    t_meta = {"space": space.to_json(), "data": data_d, "recipe": {**FAST_RECIPE, **t_recipe},
+    gt_meta = {"space": space.to_json(), "data": data_d, "recipe": {**FAST_RECIPE, **gt_recipe}, "score": "last3"}
+    gt_dir = cache / f"gt-{digest(gt_meta)}"
+    import dataclasses
+
+    # The teacher sees more images of the same distribution (built-in data: --teacher-train-size),
+    # as a real teacher is pretrained on more data than the search uses: on 2,000 images a 1.4M
+    # teacher overfits to about the best candidate's top-1 and cannot rank the candidates.
+    t_data_d = (dataclasses.replace(data, train_size=args.teacher_train_size).to_dict()
+                if args.data.startswith("builtin:") and args.teacher_train_size else data_d)
+    t_meta = {"space": space.to_json(), "data": t_data_d, "recipe": {**FAST_RECIPE, **t_recipe},
               "arch_def": teacher_arch_def(space)}
     teacher_dir = cache / f"teacher-{digest(t_meta)}"
     space_uri = str(cache / f"space-{digest(space.to_json())}.json")
-    cache.mkdir(parents=True, exist_ok=True)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    (gt_dir / "settings.json").write_text(json.dumps(gt_meta, indent=1, default=str))
     Path(space_uri).write_text(json.dumps(space.to_json()))
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dna-ranking-"))
+    out = Path(args.out) if args.out else cache / "run"
     out.mkdir(parents=True, exist_ok=True)
-
-    return (data, data_d, sn_epochs, gt_recipe, gt2_recipe, t_recipe, gt_meta, gt2_meta, t_meta, gt_path,
-            gt2_path, teacher_dir, space_uri, out)
+    return data, data_d, gt_recipe, t_recipe, t_meta, gt_dir, teacher_dir, space_uri, out, t_data_d
 
 
-def _collect(futs: dict, args, archs, gt_store: tuple, gt2_store: tuple, preds: dict, info: dict, pred_file) -> None:
-    """Store every finished job as it ends: ground truth per architecture (so a run cut short
-    resumes it), predictions per (method, seed)."""
-    gt, gt_path, gt_meta = gt_store
-    gt2, gt2_path, gt2_meta, n_repeat = gt2_store
-    for f in cf.as_completed(futs):
-        kind, key = futs[f]
-        r = f.result()
-        if kind == "gt":
-            gt[key] = {"index": key, "arch": arch_key(archs[key]), **r}
-            write_gt(gt_path, gt, gt_meta)
-            print(f"ground truth {len(gt)}/{args.archs}: arch {key} top-1 {r['top1']:.1f}% "
-                  f"({r['seconds']:.0f} s)", flush=True)
-        elif kind == "gt2":
-            gt2[key] = {"index": key, "arch": arch_key(archs[key]), **r}
-            write_gt(gt2_path, gt2, gt2_meta)
-            print(f"ground truth (training seed 1) {len(gt2)}/{n_repeat}: arch {key} top-1 {r['top1']:.1f}%",
-                  flush=True)
-        else:
-            preds[kind][key] = r["scores"]
-            info[kind][key] = r
-            pred_file(kind, key).write_text(json.dumps(r))
-            print(f"{kind} seed {key}: trained {r['train_seconds']:.0f} s, rated {r['rate_seconds']:.0f} s",
-                  flush=True)
+def supernet_epochs(data, steps: int, max_steps: int | None) -> int:
+    """Whole epochs giving at least ``steps`` updates (the train split minus nothing: rating is
+    held out of it already)."""
+    from dna.data import make_loader
+
+    per = len(make_loader(data, "train", shuffle=False))
+    if max_steps:
+        per = min(per, max_steps)
+    return max(1, math.ceil(steps / per))
+
+
+def _gt_table(rows: dict, keys: list[str], seeds: list[int]) -> list[list[float]]:
+    return [[rows[(k, s)]["top1"] for k in keys] for s in seeds]
 
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     t_start = time.time()
     space = load_space(args.space)
-    (data, data_d, sn_epochs, gt_recipe, gt2_recipe, t_recipe, gt_meta, gt2_meta, t_meta, gt_path, gt2_path,
-     teacher_dir, space_uri, out) = _settings(args, space)
+    teacher_outside_space(space, teacher_arch_def(space))
+    data, data_d, gt_recipe, t_recipe, t_meta, gt_dir, teacher_dir, space_uri, out, t_data_d = _settings(args, space)
+    costs = ArchCosts(space, data.resolution)
 
-    archs = sample_archs(space, args.archs, args.arch_seed)
+    # the architectures: stratified sample, then the nested pairs' members not already in it
+    archs = sample_archs(space, args.archs, args.arch_seed, costs)
+    keys = [arch_key(a) for a in archs]
+    pairs_idx = []
+    pairs = nested_pairs(space, costs)
+    for name, big, small in pairs:
+        for a in (big, small):
+            if arch_key(a) not in keys:
+                archs.append(a)
+                keys.append(arch_key(a))
+        pairs_idx.append((name, keys.index(arch_key(big)), keys.index(arch_key(small))))
     archs_j = [[c.to_json() for c in a] for a in archs]
-    gt = {i: r for i, r in read_gt(gt_path).items() if i < args.archs and r["arch"] == arch_key(archs[i])}
-    n_repeat = min(args.gt_repeats, args.archs)
-    gt2 = {i: r for i, r in read_gt(gt2_path).items() if i < n_repeat and r["arch"] == arch_key(archs[i])}
-    gt_cached = len(gt)
-    print(f"space {space.name}: {space.count():,} architectures; {args.archs} sampled, {len(gt)} cached in {gt_path}",
-          flush=True)
+    arch_costs = [costs(a) for a in archs]
+    pmin, pmax = min(c["params"] for c in arch_costs), max(c["params"] for c in arch_costs)
+    budget = args.budget or (pmin + pmax) / 2
+    pool = candidate_pool(space, costs, 4000, args.arch_seed + 1)
+    near = [a for a in pool if abs(costs(a)["params"] - budget) <= 0.1 * budget and arch_key(a) not in keys]
+    rnd_archs = random.Random(args.arch_seed).sample(near, min(args.random_archs, len(near)))
+    rnd_j = [[c.to_json() for c in a] for a in rnd_archs]
+    print(f"space {space.name}: {space.count():,} architectures; {len(archs)} in the ground truth "
+          f"({args.archs} stratified over {pmin:,}-{pmax:,} params + nested pairs "
+          f"{[p[0] for p in pairs_idx]}); {len(rnd_archs)} random ones within +-10% of {budget:,.0f} params; "
+          f"cache {gt_dir}", flush=True)
+
+    rows: dict[tuple[str, int], dict] = {}
+    todo = []
+    for a in archs_j + rnd_j:
+        for s in args.gt_seeds:
+            r = read_gt_row(gt_file(gt_dir, a, s))
+            if r is not None:
+                rows[(json.dumps(a), s)] = r
+            else:
+                todo.append((a, s))
+    gt_cached = len(rows)
+    print(f"ground truth: {gt_cached} of {gt_cached + len(todo)} (architecture, seed) trainings cached", flush=True)
 
     ctx = multiprocessing.get_context("spawn")
-    timings: dict[str, float] = {}
-    preds: dict[str, dict[int, list[float]]] = {"DNA": {}, "SPOS": {}}
-    info: dict[str, dict[int, dict]] = {"DNA": {}, "SPOS": {}}
     pool_cm = (cf.ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_init_worker, initargs=(args.threads,))
                if args.jobs > 0 else _Inline())
-    with pool_cm as pool:
+    timings: dict[str, float] = {}
+    with pool_cm as ex:
+        # phase 1: teacher and ground truth (the caches)
         t0 = time.time()
-        futs: dict[cf.Future, tuple] = {}
-        pred_key = digest({"archs": archs_j, "data": data_d, "epochs": sn_epochs, "max_steps": args.max_steps,
-                           "calib": args.calib_batches, "rate_max_batches": args.rate_max_batches,
-                           "teacher": t_meta})
-
-        def pred_file(method: str, s: int) -> Path:
-            return out / f"pred-{method}-seed{s}-{pred_key}.json"
-
-        def cached(method: str, s: int) -> bool:
-            if pred_file(method, s).exists():
-                r = json.loads(pred_file(method, s).read_text())
-                preds[method][s], info[method][s] = r["scores"], r
-                return True
-            return False
-
-        # Predictions first, ground truth last: ground truth is cached per architecture, so a run
-        # cut short resumes it; predictions are cached per (method, seed) in --out.
-        fut_teacher = pool.submit(teacher_job, space.to_json(), data_d, t_recipe, str(teacher_dir))
-        for s in args.seeds:
-            if not cached("SPOS", s):
-                futs[pool.submit(spos_job, space.to_json(), data_d, sn_epochs, s, archs_j, args.calib_batches,
-                                 args.max_steps, args.rate_max_batches)] = ("SPOS", s)
+        fut_teacher = ex.submit(teacher_job, space.to_json(), t_data_d, t_recipe, str(teacher_dir))
+        futs = {ex.submit(gt_job, space.to_json(), a, data_d, gt_recipe, s, str(gt_dir)): (a, s) for a, s in todo}
+        for i, f in enumerate(cf.as_completed(futs), 1):
+            a, s = futs[f]
+            r = f.result()
+            rows[(json.dumps(a), s)] = r
+            print(f"ground truth {i}/{len(todo)}: {r['params']:,} params seed {s}: top-1 {r['top1']:.1f}% "
+                  f"(last 3 epochs) in {r['seconds']:.0f} s", flush=True)
         teacher = fut_teacher.result()
-        timings["teacher"] = teacher["seconds"]
-        print(f"teacher: top-1 {teacher['top1']:.1f}% ({teacher['seconds']:.0f} s)", flush=True)
-        for s in args.seeds:
-            if not cached("DNA", s):
-                futs[pool.submit(dna_job, space_uri, data_d, teacher, sn_epochs, s, str(out / f"dna-seed{s}"),
-                                 archs_j, args.calib_batches, args.max_steps, args.rate_max_batches)] = ("DNA", s)
-        for kind, done, recipe, n in (("gt", gt, gt_recipe, len(archs)), ("gt2", gt2, gt2_recipe, n_repeat)):
-            for i in (i for i in range(n) if i not in done):
-                folder = out / ("ground_truth" if kind == "gt" else "ground_truth_seed1") / f"arch{i:03d}"
-                futs[pool.submit(gt_job, space.to_json(), archs_j[i], data_d, recipe, str(folder))] = (kind, i)
-        _collect(futs, args, archs, (gt, gt_path, gt_meta), (gt2, gt2_path, gt2_meta, n_repeat), preds, info,
-                 pred_file)
-        timings["all jobs"] = time.time() - t0
+        timings["teacher and ground truth"] = time.time() - t0
+        print(f"teacher ({teacher['params']:,} params): top-1 {teacher['top1']:.1f}% ({teacher['seconds']:.0f} s)",
+              flush=True)
+        if args.only_ground_truth:
+            return {"status": "ground truth only", "ground_truth_cached": gt_cached, "trained": len(todo),
+                    "cache": str(gt_dir)}
 
-    top1 = [gt[i]["top1"] for i in range(args.archs)]
-    table = correlation_table(preds, top1, args.seeds)
-    ceiling = noise_ceiling(gt, gt2, n_repeat)
-    wall = time.time() - t_start
+        truth_tab = _gt_table(rows, [json.dumps(a) for a in archs_j], args.gt_seeds)
+        truth = [statistics.fmean(col) for col in zip(*truth_tab, strict=True)]
+        g = rs.gate(truth_tab, pairs_idx)
+        print(("ground truth valid: " if g.ok else "ground truth invalid: ") + g.describe(), flush=True)
+        best = max(range(len(truth)), key=truth.__getitem__)
+        print(f"teacher top-1 {teacher['top1']:.1f}% vs best stand-alone candidate {truth[best]:.1f}% "
+              f"({arch_costs[best]['params']:,} params)", flush=True)
+        summary = {"space": space.name, "archs": archs_j, "params": [c["params"] for c in arch_costs],
+                   "truth": truth, "truth_by_seed": truth_tab, "gate": g.to_json(), "teacher": teacher,
+                   "ground_truth_cached": gt_cached, "cache": str(gt_dir), "verdict": None}
+        if not g.ok:
+            print("ground truth invalid: " + "; ".join(g.reasons) + ". No verdict.", flush=True)
+            summary["status"] = "ground truth invalid"
+            _finish(args, argv, summary, out, space, data, teacher, g, None, time.time() - t_start)
+            return summary
+        if not teacher_beats(teacher["top1"], truth[best]):
+            print(f"teacher top-1 {teacher['top1']:.1f}% is not above the best candidate's {truth[best]:.1f}%: a "
+                  "teacher no better than the students cannot rank them. Train it longer (--teacher-epochs) or make "
+                  "it larger. No verdict.", flush=True)
+            summary["status"] = "teacher not better"
+            return summary
 
-    gt_secs = [gt[i]["seconds"] for i in range(args.archs)]
-    summary = {"space": space.name, "archs": args.archs, "seeds": args.seeds, "top1": top1, "correlations": table,
-               "predictions": preds, "teacher_top1": teacher["top1"], "wall_s": wall, "timings": timings,
-               "ground_truth": str(gt_path), "ground_truth_cached": gt_cached, "ground_truth_noise": ceiling}
-    (out / "ranking.json").write_text(json.dumps(summary, indent=1, default=str))
-    print_table(top1, table)
-    print(f"wall time {wall:.0f} s; outputs in {out}")
+        # phase 2: predictors (cached per (method, seed) in --out)
+        epochs_sn = supernet_epochs(data, args.supernet_steps, args.max_steps)
+        pred_key = digest({"archs": archs_j, "data": data_d, "epochs": epochs_sn, "max_steps": args.max_steps,
+                           "calib": args.calib_batches, "rate_max_batches": args.rate_max_batches, "teacher": t_meta})
+        info: dict[str, dict[int, dict]] = {"DNA": {}, "SPOS": {}}
+        futs2 = {}
+        t0 = time.time()
+        for method in ("DNA", "SPOS"):
+            for s in args.seeds:
+                f = out / f"pred-{method}-seed{s}-{pred_key}.json"
+                if f.exists():
+                    info[method][s] = json.loads(f.read_text())
+                elif method == "DNA":
+                    futs2[ex.submit(dna_job, space_uri, data_d, teacher, epochs_sn, s, str(out / f"dna-seed{s}"),
+                                    archs_j, args.calib_batches, args.max_steps, args.rate_max_batches)] = (method, s, f)
+                else:
+                    futs2[ex.submit(spos_job, space.to_json(), data_d, epochs_sn, s, archs_j, args.calib_batches,
+                                    args.max_steps, args.rate_max_batches)] = (method, s, f)
+        for fut in cf.as_completed(futs2):
+            method, s, f = futs2[fut]
+            r = fut.result()
+            info[method][s] = r
+            f.write_text(json.dumps(r))
+            print(f"{method} seed {s}: trained {r['train_seconds']:.0f} s, rated {r['rate_seconds']:.0f} s", flush=True)
+        timings["predictors"] = time.time() - t0
+
+        # phase 3: search vs random search under the budget
+        from dna.search.traversal import search
+
+        s0 = args.seeds[0]
+        found = search(info["DNA"][s0]["scores_uri"], limits={"params": budget})[0]
+        searched = [c.to_json() for c in found.choices]
+        t0 = time.time()
+        futs3 = {}
+        for a in [searched] + rnd_j:
+            for s in args.gt_seeds:
+                r = read_gt_row(gt_file(gt_dir, a, s))
+                if r is not None:
+                    rows[(json.dumps(a), s)] = r
+                else:
+                    futs3[ex.submit(gt_job, space.to_json(), a, data_d, gt_recipe, s, str(gt_dir))] = (a, s)
+        for fut in cf.as_completed(futs3):
+            a, s = futs3[fut]
+            rows[(json.dumps(a), s)] = fut.result()
+        timings["search vs random"] = time.time() - t0
+
+    n = len(archs)
+    goodness: dict[str, dict[int, list[float]]] = {
+        "DNA": {s: [-v for v in info["DNA"][s]["scores"]] for s in args.seeds},
+        "SPOS": {s: [-v for v in info["SPOS"][s]["scores"]] for s in args.seeds},
+        "random": {s: random_scores(s, n) for s in args.seeds},
+        "params": {0: [float(c["params"]) for c in arch_costs]},
+        "FLOPs": {0: [float(c["flops"]) for c in arch_costs]},
+    }
+    verdict = compare(goodness, truth_tab, truth, args.boot, args.arch_seed)
+    svr = search_table([searched] + rnd_j, rows, args.gt_seeds, costs, space)
+    summary.update(status="verdict", verdict=verdict, goodness=goodness, search_vs_random=svr, timings=timings,
+                   supernet_epochs=epochs_sn, budget=budget, info=info)
+    print_verdict(verdict, g, svr)
     if not args.no_plot:
-        plot(Path(args.plot), top1, preds, table)
-    if not args.no_record:
-        record("Ranking quality", report(args, argv, space, data, sn_epochs, t_recipe, teacher, top1, gt_secs,
-                                         table, info, wall, gt_path, gt_cached, ceiling))
+        plot_ranks(Path(args.plot), truth, goodness, verdict["methods"])
+        plot_blocks(Path(args.block_plot), info["DNA"], info["SPOS"])
+    _finish(args, argv, summary, out, space, data, teacher, g, verdict, time.time() - t_start)
     return summary
 
 
-def conclusion(table: dict, ceiling: dict | None = None) -> str:
-    """A plain statement of who ranks better, judged against the seed-to-seed spread."""
-    (dna, dna_sd), (spos, spos_sd) = table["DNA"]["tau"], table["SPOS"]["tau"]
-    chance = table["random"]["tau"][1]          # how far random scores stray from 0 across seeds
-    out = [f"Kendall tau: DNA {dna:+.2f} ± {dna_sd:.2f}, SPOS {spos:+.2f} ± {spos_sd:.2f}; random scores "
-           f"scatter by ± {chance:.2f} across seeds."]
-    above = [m for m, t in (("DNA", dna), ("SPOS", spos)) if t > chance]
-    if not above:
-        out.append("Neither DNA nor SPOS ranks these architectures better than chance here.")
-    if dna - spos > max(dna_sd, spos_sd) and dna > chance:
-        out.append("DNA ranks better than SPOS here.")
-    else:
-        out.append("DNA does **not** beat SPOS here by more than the seed-to-seed spread.")
-    if ceiling and ceiling["tau"] < 0.5:
-        out.append(f"The ground truth itself is noisy (tau {ceiling['tau']:.2f} between two training seeds), so these "
-                   "figures say more about the short stand-alone training than about the predictors; train the "
-                   "ground truth longer (`--epochs`) where CPU time allows.")
-    return " ".join(out)
+def random_scores(seed: int, n: int) -> list[float]:
+    """The random predictor: ``n`` seeded uniform scores."""
+    rng = random.Random(1000 + seed)
+    return [rng.random() for _ in range(n)]
 
 
-def report(args, argv, space, data, sn_epochs, t_recipe, teacher, top1, gt_secs, table, info, wall, gt_path,
-           gt_cached=0, ceiling=None) -> str:
-    import statistics
+def compare(goodness: dict, truth_tab, truth: list[float], n_boot: int, seed: int) -> dict:
+    """Per method and seed tau/rho against the seed-mean ground truth; DNA minus each baseline with
+    a bootstrap CI; the ceiling (seed-to-seed tau of the ground truth)."""
+    methods = {}
+    for m, by_seed in goodness.items():
+        per = {s: {"tau": rs.kendall(g, truth), "rho": rs.spearman(g, truth)} for s, g in by_seed.items()}
+        taus = [v["tau"] for v in per.values()]
+        methods[m] = {"tau": statistics.fmean(taus), "tau_sd": statistics.stdev(taus) if len(taus) > 1 else 0.0,
+                      "rho": statistics.fmean(v["rho"] for v in per.values()), "per_seed": per}
+    rows = {m: [g for _, g in sorted(by.items())] for m, by in goodness.items()}
+    diffs = {b: rs.bootstrap_tau_diff(rows["DNA"], rows[b], truth_tab, n_boot=n_boot, seed=seed)
+             for b in goodness if b != "DNA"}
+    return {"methods": methods, "dna_minus": diffs, "ceiling": rs.mean_pairwise(truth_tab, rs.kendall)}
 
-    cmd = "python benchmarks/ranking.py" + ("" if argv is None and len(sys.argv) < 2 else " " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+
+def search_table(archs: list[list[dict]], rows: dict, seeds: list[int], costs: ArchCosts, space) -> list[dict]:
+    """The searched net (first) and the random ones: params, top-1 per seed and mean, rank (1 = best)."""
+    out = []
+    for i, a in enumerate(archs):
+        per = [rows[(json.dumps(a), s)]["top1"] for s in seeds]
+        out.append({"who": "DNA search" if i == 0 else f"random {i}",
+                    "params": costs([BlockChoice.from_json(c) for c in a])["params"], "top1": statistics.fmean(per),
+                    "per_seed": per, "arch": "; ".join(f"c{c['cell']}:{c['ops']}" for c in a)})
+    means = [r["top1"] for r in out]
+    for i, r in enumerate(out):
+        r["rank"] = rs.rank_among(r["top1"], means[:i] + means[i + 1:])
+    return out
+
+
+def print_verdict(v: dict, g, svr: list[dict]) -> None:
+    print(f"\n{'method':8s} {'Kendall tau (mean ± sd over seeds)':>36s} {'Spearman rho':>13s}")
+    for m, r in v["methods"].items():
+        print(f"{m:8s} {r['tau']:>+27.3f} ± {r['tau_sd']:.3f} {r['rho']:>+13.3f}")
+    print(f"ground-truth ceiling (seed-to-seed tau): {v['ceiling']:.3f}")
+    for b, d in v["dna_minus"].items():
+        print(f"tau(DNA) - tau({b}): {d['diff']:+.3f}  95% CI [{d['lo']:+.3f}, {d['hi']:+.3f}]")
+    print(rs.plain_verdict(v["dna_minus"], v["ceiling"]))
+    print("\nsearch vs random search (same recipe and seeds):")
+    for r in svr:
+        print(f"  {r['who']:10s} {r['params']:>9,} params  top-1 {r['top1']:.1f}%  rank {r['rank']}/{len(svr)}")
+
+
+def _finish(args, argv, summary, out, space, data, teacher, g, verdict, wall) -> None:
+    summary["wall_s"] = wall
+    (out / "ranking.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(f"wall time {wall:.0f} s; outputs in {out}")
+    if not args.no_record:
+        record("Ranking quality", report(args, argv, summary, space, data, teacher, g, verdict, wall))
+
+
+def _cmd(argv) -> str:
+    a = argv if argv is not None else sys.argv[1:]
+    return "python benchmarks/ranking.py" + ("".join(" " + shlex.quote(x) for x in a))
+
+
+def report(args, argv, summary, space, data, teacher, g, verdict, wall) -> str:
     try:
         load = f"; load average {os.getloadavg()[0]:.1f} at the end"
     except OSError:
         load = ""
+    truth, params = summary["truth"], summary["params"]
     lines = [
         f"Machine: {machine()}{load}",
-        f"Command: `{cmd}`",
-        f"Wall time: {wall / 60:.1f} min ({args.jobs} single-threaded processes at once; the ground truth is "
-        f"cached in `{gt_path.relative_to(Path.cwd()) if gt_path.is_relative_to(Path.cwd()) else gt_path}`, "
-        f"so a rerun with the same settings skips it; {gt_cached} of {args.archs} came from the cache in this run)",
+        f"Command: `{_cmd(argv)}`",
+        f"Wall time: {wall / 60:.1f} min ({args.jobs} single-threaded processes at once; "
+        f"{summary['ground_truth_cached']} ground-truth trainings came from the cache `{summary['cache']}`)",
         "",
-        f"Settings: space `{space.name}` ({space.count():,} architectures, {len(space.blocks)} blocks, strides "
-        f"{[b.stride for b in space.blocks]}, ops {list(space.ops)}), data `{data.uri}` at {data.resolution} px "
-        f"(train {data.train_size}, val {data.val_size}, rating {data.rating_size}, batch {data.batch_size}). "
-        f"Ground truth: {args.archs} architectures (sample seed {args.arch_seed}) trained stand-alone with "
-        f"`RetrainConfig.fast` for {args.epochs} epochs, top-1 on val {min(top1):.1f}-{max(top1):.1f}% (mean "
-        f"{statistics.fmean(top1):.1f}, std {statistics.pstdev(top1):.1f}), {statistics.fmean(gt_secs):.0f} s "
-        f"per training. DNA: teacher (stride-matched `{space.name}` teacher, {t_recipe['epochs']} epochs, top-1 "
-        f"{teacher['top1']:.1f}%), block supernets {sn_epochs} epochs each (library defaults: Adam, LR 0.002/"
-        f"0.005, x0.9 per epoch), rated on the rating split (Eq. 7, BN recalibrated on {args.calib_batches} "
-        f"batches); score = sum of block losses. SPOS: one whole-network supernet (final widths), "
-        f"{sn_epochs} epochs of cross-entropy with one uniformly sampled path per step (same optimizer and "
-        f"schedule as a DNA block), score = rating-split cross-entropy with inherited weights after per-path "
-        f"BN recalibration. Random: seeded uniform scores. Seeds {args.seeds} (supernet training and rating).",
+        f"Settings: space `{space.name}` ({space.count():,} architectures, cells {BENCH_TABLE if space is BENCH_SPACE else '(see --space)'}"
+        f", ops {list(space.ops)}), data `{data.uri}` at {data.resolution} px (train {data.train_size}, val "
+        f"{data.val_size}, rating {data.rating_size}, batch {data.batch_size}, data seed {data.seed}). Ground truth: "
+        f"{len(truth)} architectures ({args.archs} stratified by params over {min(params):,}-{max(params):,}, sample "
+        f"seed {args.arch_seed}, plus nested pairs), each trained with `RetrainConfig.fast` for {args.epochs} epochs "
+        f"and training seeds {args.gt_seeds}; score = mean val top-1 of the last 3 epochs, averaged over seeds: "
+        f"{min(truth):.1f}-{max(truth):.1f}%. Teacher (outside the space: {teacher_arch_def(space)[1:]}, "
+        f"{teacher['params']:,} params, {args.teacher_epochs} epochs): top-1 {teacher['top1']:.1f}% vs the best "
+        f"candidate's {max(truth):.1f}%.",
         "",
-        "Correlation of -score (DNA block loss sum, SPOS val loss: lower is better) and of the random score "
-        "with stand-alone top-1 (higher is better); mean ± std over seeds, then each seed:",
-        "",
-        "| method | Kendall tau | Spearman rho | Pearson R | per seed (tau / rho / R) |",
-        "|---|---|---|---|---|",
+        f"Validity gate: {'passed' if g.ok else '**failed** (ground truth invalid; no verdict)'}: {g.describe()}.",
     ]
-    for method, m in table.items():
-        per = "; ".join(f"{s}: {v['tau']:.2f} / {v['rho']:.2f} / {v['R']:.2f}" for s, v in m["per_seed"].items())
-        lines.append(f"| {method} | {m['tau'][0]:+.3f} ± {m['tau'][1]:.3f} | {m['rho'][0]:+.3f} ± "
-                     f"{m['rho'][1]:.3f} | {m['R'][0]:+.3f} ± {m['R'][1]:.3f} | {per} |")
-    agree = [f"{m} {v['seed_agreement']:.2f}" for m, v in table.items() if v.get("seed_agreement") is not None]
-    if agree:
-        lines += ["", "Agreement of the predictions between seeds (mean pairwise Kendall tau): " + ", ".join(agree)
-                  + "."]
-    if ceiling:
-        lines += ["", f"Ground-truth noise: the first {ceiling['n']} architectures trained again with another "
-                  f"training seed agree with the first run by tau {ceiling['tau']:.2f}, rho {ceiling['rho']:.2f}, "
-                  f"R {ceiling['R']:.2f} (mean |top-1 difference| {ceiling['mean_abs_diff']:.1f} points): no "
-                  "predictor can be expected to beat that against a single training run."]
-    costs = []
-    for method in ("DNA", "SPOS"):
-        if info[method]:
-            tr = statistics.fmean(v["train_seconds"] for v in info[method].values())
-            ra = statistics.fmean(v["rate_seconds"] for v in info[method].values())
-            costs.append(f"{method} {tr:.0f} s training + {ra:.0f} s rating per seed")
-    lines += ["", "Cost: " + "; ".join(costs) + f"; teacher {teacher['seconds']:.0f} s (once).",
-              "", f"Scatter of predicted vs true rank: `{Path(args.plot).name}`."]
-    lines += ["", conclusion(table, ceiling)]
+    if verdict is None:
+        return "\n".join(lines)
+    lines += [
+        "",
+        f"Predictors (seeds {args.seeds}; params and FLOPs are deterministic, one value): DNA = sum of rated block "
+        f"losses after {summary['supernet_epochs']} epochs (>= {args.supernet_steps} steps) per block supernet; SPOS "
+        f"= rating-split cross-entropy after the same number of steps of one whole-network supernet; random = seeded "
+        f"uniform scores. Kendall tau and Spearman rho against the {len(args.gt_seeds)}-seed-mean ground truth:",
+        "",
+        "| method | Kendall tau (mean ± sd) | Spearman rho | per seed (tau / rho) |",
+        "|---|---|---|---|",
+    ]
+    for m, r in verdict["methods"].items():
+        per = "; ".join(f"{s}: {v['tau']:+.2f} / {v['rho']:+.2f}" for s, v in r["per_seed"].items())
+        lines.append(f"| {m} | {r['tau']:+.3f} ± {r['tau_sd']:.3f} | {r['rho']:+.3f} | {per} |")
+    lines += ["", f"Ground-truth ceiling (mean seed-to-seed tau): {verdict['ceiling']:.3f}.", "",
+              f"tau(DNA) - tau(baseline), 95% bootstrap CI ({args.boot} resamples of architectures, predictor seeds "
+              "and ground-truth seeds):", "", "| baseline | difference | 95% CI |", "|---|---|---|"]
+    for b, d in verdict["dna_minus"].items():
+        lines.append(f"| {b} | {d['diff']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] |")
+    lines += ["", rs.plain_verdict(verdict["dna_minus"], verdict["ceiling"])]
+    svr = summary["search_vs_random"]
+    lines += ["", f"Search vs random search at {summary['budget']:,.0f} params (DNA seed {args.seeds[0]}'s scores, "
+              f"exact search; random: within +-10%; same recipe, seeds {args.gt_seeds}):", "",
+              "| net | params | top-1 (mean) | per seed | rank | cells:ops per block |", "|---|---|---|---|---|---|"]
+    for r in svr:
+        lines.append(f"| {r['who']} | {r['params']:,} | {r['top1']:.1f} | "
+                     f"{' / '.join(f'{x:.1f}' for x in r['per_seed'])} | {r['rank']}/{len(svr)} | {r['arch']} |")
+    info = summary["info"]
+    lines += ["", "Cost: " + "; ".join(
+        f"{m} {statistics.fmean(v['train_seconds'] for v in info[m].values()):.0f} s training + "
+        f"{statistics.fmean(v['rate_seconds'] for v in info[m].values()):.0f} s rating per seed" for m in ("DNA", "SPOS"))
+        + f"; teacher {teacher['seconds']:.0f} s; phases {', '.join(f'{k} {v / 60:.1f} min' for k, v in summary['timings'].items())}.",
+        "", f"Plots: predicted vs true rank `{Path(args.plot).name}`, supernet loss curves `{Path(args.block_plot).name}`."]
     if args.note:
         lines += ["", args.note]
     return "\n".join(lines)
 
 
+def cli() -> int:
+    r = main()
+    return {"ground truth invalid": EXIT_INVALID_GT, "teacher not better": EXIT_WEAK_TEACHER}.get(r.get("status"), 0)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())
