@@ -3,7 +3,8 @@
 ``<root>/`` holds ``config.json``, ``summary.json``, ``summary.html`` and the run-level reports;
 ``<root>/gen<g>/`` one generation: ``teacher/``, ``supernet/block<k>/``,
 ``scores/block=<k>/part-0.parquet``, ``search/`` (arch.json, result.json, pareto.json),
-``retrain/``, ``scaled/`` (arch.json, retrain/), ``transfer/<task>/``, ``reports/``. A stage that
+``retrain/``, ``scaled/`` (arch.json, retrain/), ``random/`` (the random-architecture baseline:
+arch.json, scaled.json before the last generation, retrain/), ``transfer/<task>/``, ``reports/``. A stage that
 trains writes its own folder in one shape (:class:`StageFiles`: model.pt, metrics.json,
 curve.png, checkpoint.pt ...). Every module takes its paths from here, so a file name is
 written once and any stage can run alone on a stored run.
@@ -31,6 +32,7 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 SUMMARY_HTML = "summary.html"
 RAY_DIR = "ray"
+RANDOM_SCALED_FILE = "scaled.json"
 
 
 def _file(name: str) -> property:
@@ -141,6 +143,29 @@ class Generation:
     @property
     def scaled_files(self) -> StageFiles:
         return StageFiles(self.scaled_retrain)
+
+    @property
+    def random(self) -> str:
+        """The random-architecture baseline (:mod:`dna.random_baseline`)."""
+        return self.path("random")
+
+    @property
+    def random_arch(self) -> str:
+        """The drawn architecture, at the searched net's size."""
+        return storage.join(self.random, ARCH_FILE)
+
+    @property
+    def random_scaled_arch(self) -> str:
+        """The drawn architecture compound-scaled as the searched net is (generations before the last)."""
+        return storage.join(self.random, RANDOM_SCALED_FILE)
+
+    @property
+    def random_retrain(self) -> str:
+        return storage.join(self.random, "retrain")
+
+    @property
+    def random_files(self) -> StageFiles:
+        return StageFiles(self.random_retrain)
 
     @property
     def transfer(self) -> str:
