@@ -25,6 +25,7 @@ def random_baseline(run_config: str, generation: int, scale_retrain: str, arch: 
     rt.setup()
     cfg = rt.load_config(run_config)
     g = generation
+    arch_uri, searched_teacher = rt.input_uri(arch, "arch"), rt.read_teacher(teacher)
     if not cfg.random_baseline:
         rt.log(f"[gen {g}] random baseline: off (random_baseline=false)")
         rt.write_json_artifact(baseline, {"generation": g, "skipped": True}, generation=g)
@@ -37,12 +38,11 @@ def random_baseline(run_config: str, generation: int, scale_retrain: str, arch: 
         from dna.generation import with_retrain
 
         cfg = with_retrain(cfg, scale_retrain)      # the recipe of the scaled net it is compared with
-    arch_uri = rt.input_uri(arch, "arch")
     how = "retrained" if final else f"scaled to {cfg.scale_to} and retrained"
     rt.log(f"[gen {g}] random baseline: a random architecture of the searched net's params (+-10%), {how} "
            f"for {cfg.retrain.epochs} epochs like it")
     with reporter(f"[gen {g}] random baseline", log=rt.log) as show:
-        out = random_baseline_step(cfg, g, rt.read_teacher(teacher), arch=arch_uri, on_epoch_end=show)
+        out = random_baseline_step(cfg, g, searched_teacher, arch=arch_uri, on_epoch_end=show)
     m = out["metrics"]
     rt.log(f"[gen {g}] random baseline: top-1 {m['top1']:.2f}%, params {m['params']:,} "
            f"(drawn at {out['sample'].get('params', 0):,} for a searched {out['sample'].get('target_params', 0):,})")

@@ -20,7 +20,7 @@ from typing import Any
 
 from dna import storage
 from dna.errors import DnaError
-from dna.layout import generation
+from dna.layout import generation, stage_files
 from dna.model.arch import Architecture
 from dna.space import BlockChoice, get_family, get_space, space_from_json
 
@@ -136,15 +136,15 @@ def random_baseline_step(cfg: Any, g: int, teacher: Any = None, arch: str | None
         rnd.resolution = searched.resolution
         rnd.num_classes = searched.num_classes
         rnd.save(gen.random_arch)
-    model_arch = gen.random_arch
+    model_arch, out = gen.random_arch, gen.random_retrain
     data = cfg.data
     if not final:
         if not storage.exists(gen.random_scaled_arch):
             scale(Architecture.load(gen.random_arch), cfg.scale_to).save(gen.random_scaled_arch)
-        model_arch = gen.random_scaled_arch
+        model_arch, out = gen.random_scaled_arch, gen.random_scaled_retrain
         data = dataclasses.replace(cfg.data, resolution=Architecture.load(model_arch).resolution)
-    metrics = retrain(_retrain_config(cfg.retrain, model_arch, gen.random_retrain, data, cfg.seed, cfg.device,
+    metrics = retrain(_retrain_config(cfg.retrain, model_arch, out, data, cfg.seed, cfg.device,
                                       teacher), on_epoch_end=on_epoch_end)
     return {"arch": gen.random_arch, "trained_arch": model_arch, "scaled": not final,
-            "model": gen.random_files.model, "dir": gen.random_retrain, "metrics": metrics,
+            "model": stage_files(out).model, "dir": out, "metrics": metrics,
             "sample": storage.read_json(gen.random_arch).get("random_baseline", {})}

@@ -90,11 +90,13 @@ def _generation_entry(cfg, g: int, vit: bool, artifacts: dict[str, str]) -> dict
     retrain_m = read_optional_json(gen.retrain_files.metrics)
     if retrain_m:
         entry["retrain"] = {"model": gen.retrain_files.model, "metrics": short_metrics(retrain_m)}
-    random_m = read_optional_json(gen.random_files.metrics)
+    scaled = g < cfg.generations - 1        # trained as this generation's searched net is
+    random_files = gen.random_scaled_files if scaled else gen.random_files
+    random_m = read_optional_json(random_files.metrics)
     if random_m:
         sample = (read_optional_json(gen.random_arch) or {}).get("random_baseline", {})
-        entry["random"] = {"arch": gen.random_arch, "model": gen.random_files.model,
-                           "scaled": g < cfg.generations - 1, "sample": sample,
+        entry["random"] = {"arch": gen.random_scaled_arch if scaled else gen.random_arch,
+                           "model": random_files.model, "scaled": scaled, "sample": sample,
                            "metrics": short_metrics(random_m)}
         artifacts[f"gen{g} random baseline"] = gen.random
     artifacts[f"gen{g} scores (Parquet by block)"] = gen.scores

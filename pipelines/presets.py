@@ -77,6 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "retrain": {"epochs": 350, "opt": "rmsproptf", "lr": None, "sched": "step",
                         "auto_augment": "rand-m9-mstd0.5", "ema": True},
             "transfer": [],
+            "random_baseline": False,       # a second 350-epoch retraining per generation: opt in
         },
         "params": {"gpus": 1, "gpus_per_block": 1, "fanout_gpus": 0, "max_concurrent_blocks": 0},
     },

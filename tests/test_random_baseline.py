@@ -13,7 +13,12 @@ from dna.generation import RetrainSettings, RunConfig
 from dna.layout import generation
 from dna.model.arch import Architecture
 from dna.model.efficientnet import build_model
-from dna.random_baseline import ArchCosts, RandomBaselineConfig, random_baseline_step, sample_random_arch
+from dna.random_baseline import (
+    ArchCosts,
+    RandomBaselineConfig,
+    random_baseline_step,
+    sample_random_arch,
+)
 from dna.run_summary import comparison, teacher_trend
 from dna.space import get_space
 from tests.helpers import one_thread, tiny_data  # noqa: F401 (fixture)
@@ -65,8 +70,9 @@ def test_step_scales_before_the_last_generation_and_reuses_a_finished_baseline(t
     assert abs(drawn.extra["random_baseline"]["params"] - target) <= 0.1 * target
     assert drawn.choices != searched.choices
     assert first["scaled"] and first["trained_arch"] == gen.random_scaled_arch
+    assert first["dir"] == gen.random_scaled_retrain and not storage.exists(gen.random_retrain)
     assert Architecture.load(gen.random_scaled_arch).extra["scale"]["to"] == "b1"
-    assert first["metrics"]["status"] == "trained" and storage.exists(gen.random_files.model)
+    assert first["metrics"]["status"] == "trained" and storage.exists(gen.random_scaled_files.model)
     stamp = os.path.getmtime(gen.random_arch)
     again = random_baseline_step(cfg, 0)
     assert again["metrics"]["status"] == "cached" and os.path.getmtime(gen.random_arch) == stamp
@@ -129,3 +135,23 @@ def test_terminal_and_html_tables_show_teacher_searched_and_random():
     rising["comparison"] = comparison(rising)
     rising["trend"] = teacher_trend(rising["comparison"])
     assert "teachers rise every generation" in format_summary(rising) and "note: " not in format_summary(rising)
+
+
+def test_component_trains_nothing_when_switched_off(tmp_path):
+    import json
+
+    from components import _runtime as rt
+    from components.random_baseline import random_baseline
+    from tests.helpers import FakeArtifact, tiny_teacher
+
+    root = str(tmp_path / "run")
+    cfg = RunConfig(root=root, generations=1, data=tiny_data(resolution=32), retrain=FAST, transfer=[],
+                    random_baseline=False)
+    arch, teacher = FakeArtifact(str(tmp_path / "arch.json")), FakeArtifact(str(tmp_path / "teacher.json"))
+    arch.metadata["uri"] = _searched(root, 0)
+    rt.write_teacher(teacher, tiny_teacher(str(tmp_path)), 0)
+    out = {n: FakeArtifact(str(tmp_path / n)) for n in ("baseline", "metrics", "report")}
+    random_baseline.python_func(run_config=json.dumps(cfg.to_dict()), generation=0, scale_retrain="", arch=arch,
+                                teacher=teacher, **out)
+    assert rt.read_json_artifact(out["baseline"]) == {"generation": 0, "skipped": True}
+    assert not storage.exists(generation(root, 0).random_arch)
