@@ -189,12 +189,16 @@ def _top1(entry: Mapping[str, Any] | None) -> float | None:
 def accuracy_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """(header, rows): per generation the teacher, its top-1, the searched net's top-1 retrained
     at its own size and scaled up (where the generation did either), and a random architecture's
-    top-1 only when some generation holds one (``random: {metrics: {top1}}``)."""
+    top-1 and params only when some generation holds one (``random: {metrics: {top1, params}}``:
+    trained as that generation's searched net is, so compare it with the scaled teacher before
+    the last generation and with the searched net in the last), and the searched net's params as
+    trained there."""
     gens = list(summary.get("generations") or [])
     with_random = any(_top1(g.get("random")) is not None for g in gens)
     header = ["gen", "teacher", "teacher top-1 (%)", "searched net top-1 (%)", "scaled teacher top-1 (%)"]
+    header.append("searched net params")
     if with_random:
-        header.append("random architecture top-1 (%)")
+        header += ["random architecture top-1 (%)", "random architecture params"]
     root = str(summary.get("root") or "").rstrip("/") + "/"
     rows = []
     for i, g in enumerate(gens):
@@ -206,8 +210,11 @@ def accuracy_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]
             t_top1 = _top1(gens[i - 1].get("scaled"))
         row = [str(g.get("generation")), model, fmt(t_top1),
                fmt(_top1(g.get("retrain"))), fmt(_top1(g.get("scaled")))]
+        trained = g.get("scaled") or g.get("retrain") or {}
+        row.append(human((trained.get("metrics") or {}).get("params")))
         if with_random:
-            row.append(fmt(_top1(g.get("random"))))
+            rnd = g.get("random") or {}
+            row += [fmt(_top1(rnd)), human((rnd.get("metrics") or {}).get("params"))]
         rows.append(row)
     return header, rows
 
@@ -223,7 +230,8 @@ def retrained_points(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         for key, kind in (("retrain", "searched"), ("scaled", "scaled teacher"), ("random", "random")):
             m = (g.get(key) or {}).get("metrics") or {}
             if m.get("top1") is not None and m.get("params") is not None:
-                pts.append({"label": f"gen{n} {kind}", "kind": kind, "params": m["params"], "top1": m["top1"]})
+                scaled = key == "random" and (g.get(key) or {}).get("scaled")
+                pts.append({"label": f"gen{n} {kind}" + (" (scaled)" if scaled else ""), "kind": kind, "params": m["params"], "top1": m["top1"]})
     return pts
 
 
@@ -257,8 +265,11 @@ def accuracy_section(summary: Mapping[str, Any], draw: bool = True) -> str:
     header, rows = accuracy_rows(summary)
     note = ('<p class="muted">searched net: the searched architecture retrained at its own size (the last '
             "generation); scaled teacher: the searched architecture scaled up and retrained, the next "
-            "generation's teacher. A generation's teacher top-1 is the previous one's scaled teacher.</p>")
-    parts = [section("Teacher vs searched accuracy", note, html_table(rows, header)) if rows else ""]
+            "generation's teacher. A generation's teacher top-1 is the previous one's scaled teacher. Random "
+            "architecture: drawn from the space within +-10% of the searched net's params and trained with its "
+            "recipe and seed (scaled like it before the last generation).</p>")
+    trend = "".join(f'<p class="muted">note: {esc(line)}</p>' for line in summary.get("trend") or [])
+    parts = [section("Teacher vs searched accuracy", note, html_table(rows, header), trend) if rows else ""]
     pts = retrained_points(summary)
     if pts:
         parts.append(section("Accuracy vs params of every retrained net",

@@ -87,6 +87,9 @@ class RunConfig:
     transfer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     device: str | None = None
+    # per generation, one random architecture of the searched net's params (+-10%) trained with its
+    # recipe (dna.random_baseline): what the search is worth against a random pick
+    random_baseline: bool = True
 
     def validate(self, remote: bool = False) -> RunConfig:
         """Every check of a run config, before any work (raises :class:`DnaError`). ``remote``:
@@ -451,6 +454,11 @@ def _run(cfg: RunConfig, log: Callable[[str], Any]) -> dict:
         result = search_step(cfg, g)
         best, arch = result["architectures"][0], result["arch"]
         log(f"[gen {g}] searched: loss {best['loss']:.4f}, params {best['params']:,}, flops {best['flops']:,}")
+        if cfg.random_baseline:
+            from dna.random_baseline import random_baseline_step
+
+            log(f"[gen {g}] random architecture of the same params budget, trained with the same recipe")
+            random_baseline_step(cfg, g, teacher, arch=arch, on_epoch_end=show("random baseline"))
         if g < cfg.generations - 1:
             log(f"[gen {g}] scaling to {cfg.scale_to} and retraining: next generation's teacher")
             scale_step(cfg, g, teacher, arch=arch, on_epoch_end=show("scaled teacher"))

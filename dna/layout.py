@@ -3,7 +3,8 @@
 ``<root>/`` holds ``config.json``, ``summary.json``, ``summary.html`` and the run-level reports;
 ``<root>/gen<g>/`` one generation: ``teacher/``, ``supernet/block<k>/``,
 ``scores/block=<k>/part-0.parquet``, ``search/`` (arch.json, result.json, pareto.json),
-``retrain/``, ``scaled/`` (arch.json, retrain/), ``transfer/<task>/``, ``reports/``. A stage that
+``retrain/``, ``scaled/`` (arch.json, retrain/), ``random/`` (the random-architecture baseline:
+arch.json, retrain/ as the final net is trained, scaled/ (arch.json, retrain/) as the next teacher), ``transfer/<task>/``, ``reports/``. A stage that
 trains writes its own folder in one shape (:class:`StageFiles`: model.pt, metrics.json,
 curve.png, checkpoint.pt ...). Every module takes its paths from here, so a file name is
 written once and any stage can run alone on a stored run.
@@ -141,6 +142,38 @@ class Generation:
     @property
     def scaled_files(self) -> StageFiles:
         return StageFiles(self.scaled_retrain)
+
+    @property
+    def random(self) -> str:
+        """The random-architecture baseline (:mod:`dna.random_baseline`)."""
+        return self.path("random")
+
+    @property
+    def random_arch(self) -> str:
+        """The drawn architecture, at the searched net's size."""
+        return storage.join(self.random, ARCH_FILE)
+
+    @property
+    def random_retrain(self) -> str:
+        """The drawn architecture retrained at its own size (as the last generation's searched net)."""
+        return storage.join(self.random, "retrain")
+
+    @property
+    def random_files(self) -> StageFiles:
+        return StageFiles(self.random_retrain)
+
+    @property
+    def random_scaled_arch(self) -> str:
+        """The drawn architecture compound-scaled as the searched net is (generations before the last)."""
+        return storage.join(self.random, "scaled", ARCH_FILE)
+
+    @property
+    def random_scaled_retrain(self) -> str:
+        return storage.join(self.random, "scaled", "retrain")
+
+    @property
+    def random_scaled_files(self) -> StageFiles:
+        return StageFiles(self.random_scaled_retrain)
 
     @property
     def transfer(self) -> str:

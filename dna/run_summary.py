@@ -1,8 +1,16 @@
 """The run summary: one shape, read back from what the run root holds, written as
 ``<root>/summary.json`` by :func:`dna.generation.run` and by the pipelines' ``summarize`` stage.
 
-``{"root", "generations": [{generation, dir, teacher, search[, scaled][, retrain]}], "final":
-{generation, search, arch, retrain, model, transfer}, "limits", "artifacts": {what: URI}}``.
+``{"root", "generations": [{generation, dir, teacher, search[, scaled][, retrain][, random]}], "final":
+{generation, search, arch, retrain, model, transfer}, "limits", "artifacts": {what: URI},
+"comparison": [per generation: teacher, searched and random top-1 and params], "trend": [lines]}``.
+
+``comparison`` puts side by side what DNA+ claims: each generation's teacher, the searched net
+trained as the method trains it (scaled and retrained as the next teacher before the last
+generation, retrained at its own size in the last) and a random architecture of the same params
+trained the same way (:mod:`dna.random_baseline`). ``trend`` holds one plain line for every
+place the teachers do not rise, or the generation-0 teacher is not above the searched students,
+with the likely cause.
 """
 
 from __future__ import annotations
@@ -65,8 +73,9 @@ def _teacher_entry(cfg, gen: Generation, vit: bool) -> dict[str, Any]:
     m = read_optional_json(gen.teacher_files.metrics)
     if m:
         entry["top1"] = m.get("top1")
-        if m.get("params") is not None:
-            entry["params"] = m["params"]
+        for key in ("params", "epochs"):
+            if m.get(key) is not None:
+                entry[key] = m[key]
     return entry
 
 
@@ -81,6 +90,15 @@ def _generation_entry(cfg, g: int, vit: bool, artifacts: dict[str, str]) -> dict
     retrain_m = read_optional_json(gen.retrain_files.metrics)
     if retrain_m:
         entry["retrain"] = {"model": gen.retrain_files.model, "metrics": short_metrics(retrain_m)}
+    scaled = g < cfg.generations - 1        # trained as this generation's searched net is
+    random_files = gen.random_scaled_files if scaled else gen.random_files
+    random_m = read_optional_json(random_files.metrics)
+    if random_m:
+        sample = (read_optional_json(gen.random_arch) or {}).get("random_baseline", {})
+        entry["random"] = {"arch": gen.random_scaled_arch if scaled else gen.random_arch,
+                           "model": random_files.model, "scaled": scaled, "sample": sample,
+                           "metrics": short_metrics(random_m)}
+        artifacts[f"gen{g} random baseline"] = gen.random
     artifacts[f"gen{g} scores (Parquet by block)"] = gen.scores
     artifacts[f"gen{g} supernets"] = gen.supernets
     artifacts[f"gen{g} reports"] = gen.reports
@@ -138,7 +156,77 @@ def run_summary(cfg, arch: str | None = None, model: str | None = None, transfer
     artifacts["final retrain curves"] = last.retrain_files.curve
     for t in results:
         artifacts[f"transfer {t}"] = task_dir(transfer or last.transfer, t)
-    return {"root": cfg.root, "generations": gens, "final": final, "limits": limits(cfg), "artifacts": artifacts}
+    out = {"root": cfg.root, "generations": gens, "final": final, "limits": limits(cfg), "artifacts": artifacts}
+    out["comparison"] = comparison(out)
+    out["trend"] = teacher_trend(out["comparison"])
+    return out
+
+
+def _metric(entry: dict | None, key: str) -> Any:
+    return ((entry or {}).get("metrics") or {}).get(key)
+
+
+def comparison(summary: dict) -> list[dict[str, Any]]:
+    """Per generation: ``teacher_top1``/``teacher_params``/``teacher_epochs`` (generation 0's
+    trained teacher, else the previous generation's scaled net), ``searched_top1``/``_params``/
+    ``_epochs`` of the searched net as trained there (``searched_as``: "scaled" or "retrained"),
+    and ``random_top1``/``random_params`` of the random architecture trained the same way (None
+    where a stage did not run or was switched off)."""
+    rows = []
+    gens = summary.get("generations") or []
+    for i, g in enumerate(gens):
+        teacher = g.get("teacher") or {}
+        t_top1, t_params, t_epochs = teacher.get("top1"), teacher.get("params"), teacher.get("epochs")
+        if i > 0:
+            prev = gens[i - 1].get("scaled")
+            t_top1, t_params, t_epochs = _metric(prev, "top1"), _metric(prev, "params"), _metric(prev, "epochs")
+        searched, kind = (g.get("scaled"), "scaled") if g.get("scaled") else (g.get("retrain"), "retrained")
+        rnd = g.get("random")
+        rows.append({"generation": g.get("generation", i), "teacher_top1": t_top1, "teacher_params": t_params,
+                     "teacher_epochs": t_epochs, "searched_as": kind,
+                     "searched_top1": _metric(searched, "top1"), "searched_params": _metric(searched, "params"),
+                     "searched_epochs": _metric(searched, "epochs"),
+                     "random_top1": _metric(rnd, "top1"), "random_params": _metric(rnd, "params")})
+    return rows
+
+
+def _cause(stronger_epochs: Any, stronger_params: Any, weak_epochs: Any, weak_params: Any) -> str:
+    """Why a net is not more accurate than another: fewer epochs, fewer params, else neither."""
+    causes = []
+    if weak_epochs is not None and stronger_epochs is not None and weak_epochs < stronger_epochs:
+        causes.append(f"undertrained: {weak_epochs} epochs against the other's {stronger_epochs}")
+    if weak_params is not None and stronger_params is not None and weak_params < stronger_params:
+        causes.append(f"smaller: {weak_params:,} params against {stronger_params:,}")
+    return "; ".join(causes) or "neither fewer epochs nor fewer params: likely undertrained (curve still rising) " \
+                                "or a weaker architecture"
+
+
+def teacher_trend(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per break of what DNA+ relies on (:func:`comparison` rows): a generation's
+    teacher not more accurate than the previous one's, and the generation-0 teacher not above the
+    searched students (the last generation's retrained searched and random nets); each names both
+    figures and the likely cause. Empty: the teachers rise as they should."""
+    lines = []
+    for prev, cur in zip(rows, rows[1:], strict=False):
+        a, b = prev.get("teacher_top1"), cur.get("teacher_top1")
+        if a is None or b is None or b > a:
+            continue
+        lines.append(f"gen {cur['generation']}'s teacher (gen {prev['generation']}'s searched net scaled and "
+                     f"retrained) reaches {b:.2f}% top-1, not above gen {prev['generation']}'s teacher at "
+                     f"{a:.2f}%: likely cause: " + _cause(prev.get("teacher_epochs"), prev.get("teacher_params"),
+                                                          cur.get("teacher_epochs"), cur.get("teacher_params")))
+    if rows:
+        t0, last = rows[0], rows[-1]
+        if t0.get("teacher_top1") is not None and last.get("searched_as") == "retrained":
+            for what, top1, params in (("searched", last.get("searched_top1"), last.get("searched_params")),
+                                       ("random", last.get("random_top1"), last.get("random_params"))):
+                if top1 is None or t0["teacher_top1"] > top1:
+                    continue
+                epochs = last.get("searched_epochs")
+                lines.append(f"the gen-0 teacher reaches {t0['teacher_top1']:.2f}% top-1, not above the {what} "
+                             f"student of gen {last['generation']} at {top1:.2f}%: likely cause: "
+                             + _cause(epochs, params, t0.get("teacher_epochs"), t0.get("teacher_params")))
+    return lines
 
 
 def write_summary(cfg, arch: str | None = None, model: str | None = None, transfer: str | None = None) -> dict:

@@ -30,6 +30,12 @@ the DAG is unrolled at compile time (``--generations``).
 
 ``scale_retrain`` (DNA+): a JSON object of ``RetrainSettings`` fields for retraining the scaled
 teachers only (empty: the run config's ``retrain``), e.g. fewer epochs than the final net.
+
+``random_baseline`` (one per generation, a training task): a random architecture of the searched
+net's params trained with that net's recipe (scaled like the next teacher before the last
+generation). It hangs off the generation's search and teacher only, so the next generation's
+supernets do not wait for it; the summary does. ``random_baseline: false`` in the run config
+makes it a no-op.
 """
 
 
@@ -44,6 +50,7 @@ from components import settings
 from components.data import prepare_data
 from components.dnapp import rate_pp, retrain_vit, train_pp_supernet
 from components.overrides import TYPED, UNSET
+from components.random_baseline import random_baseline
 from components.rate import rate_blocks
 from components.retrain import retrain
 from components.scale import scale_teacher
@@ -204,11 +211,18 @@ def _final_tasks(run_config, generation, scores, teacher, p: Params, opts: Build
         r = retrain_vit(run_config=run_config, pp_config=pp_config, generation=generation, arch=arch)
     configure(r, p, opts, kind=TRAIN, gpus=p.gpus)
     r.set_display_name("retrain")
+    rb = None
+    if pp_config is None:       # a random cell architecture trained like the final net
+        rb = configure(random_baseline(run_config=run_config, generation=generation, scale_retrain="", arch=arch,
+                                       teacher=teacher), p, opts, kind=TRAIN, gpus=p.gpus)
+        rb.set_display_name("random baseline (same params, same recipe)")
     t = configure(transfer(run_config=run_config, generation=generation, arch=arch, model=r.outputs["model"]),
                   p, opts, kind=TRAIN, gpus=p.gpus)
     t.set_display_name("transfer (seg, det)")
     summary = configure(summarize(run_config=run_config, arch=arch, model=r.outputs["model"],
                                   transfer=t.outputs["results"]), p, opts)
+    if rb is not None:
+        summary.after(rb)
     summary.set_display_name("summary")
     return summary.outputs["summary"]
 
@@ -290,6 +304,7 @@ def build_pipeline(name: str, generations: int, opts: BuildOptions | None = None
         t0.set_display_name("gen 0: teacher")
         teacher = t0.outputs["teacher"]
         result = None
+        baselines = []      # the summary (final stage) waits for them; the next generation does not
         for g in range(generations):
             sn = configure(train_supernets(run_config=cfg, generation=g, teacher=teacher,
                                            gpus_per_block=gpus_per_block,
@@ -307,6 +322,11 @@ def build_pipeline(name: str, generations: int, opts: BuildOptions | None = None
                 sc = configure(scale_teacher(run_config=cfg, generation=g, scale_retrain=scale_retrain,
                                              arch=s.outputs["arch"], teacher=teacher), p, opts, kind=TRAIN, gpus=gpus)
                 sc.set_display_name(f"gen {g}: scale + retrain -> teacher of gen {g + 1}")
+                rb = configure(random_baseline(run_config=cfg, generation=g, scale_retrain=scale_retrain,
+                                               arch=s.outputs["arch"], teacher=teacher), p, opts, kind=TRAIN,
+                               gpus=gpus)
+                rb.set_display_name(f"gen {g}: random baseline (same params, scaled + retrained the same)")
+                baselines.append(rb)
                 teacher = sc.outputs["scaled"]
             else:
                 fin = final_stage(run_config=cfg, generation=g, scores=rate.outputs["scores"], teacher=teacher,
@@ -314,6 +334,8 @@ def build_pipeline(name: str, generations: int, opts: BuildOptions | None = None
                                   node_selector=node_selector, tolerations=tolerations, pvc_name=pvc_name,
                                   **p.resources(FINAL_KINDS))
                 fin.set_display_name(f"gen {g}: final stage (search, retrain, transfer)")
+                for rb in baselines:
+                    fin.after(rb)
                 result = fin.output
         return result
 

@@ -139,6 +139,7 @@ def test_run_limits_drop_no_cost():
 def test_components_are_lightweight_and_offline():
     from components import settings
     from components.data import prepare_data
+    from components.random_baseline import random_baseline
     from components.rate import rate_blocks
     from components.retrain import retrain
     from components.scale import scale_teacher
@@ -149,7 +150,7 @@ def test_components_are_lightweight_and_offline():
     from components.transfer import transfer
 
     for comp in (prepare_data, train_teacher, train_supernets, rate_blocks, search, retrain, scale_teacher,
-                 transfer, summarize):
+                 transfer, summarize, random_baseline):
         container = comp.component_spec.implementation.container
         command = " ".join(container.command or []) + " ".join(container.args or [])
         assert container.image == settings.IMAGE
@@ -261,6 +262,7 @@ def test_dnapp_bodies_train_rate_search_retrain(tmp_path):
 def all_components():
     from components import dnapp, summary
     from components.data import prepare_data
+    from components.random_baseline import random_baseline
     from components.rate import rate_blocks
     from components.retrain import retrain
     from components.scale import scale_teacher
@@ -270,7 +272,7 @@ def all_components():
     from components.transfer import transfer
 
     return [prepare_data, train_teacher, train_supernets, rate_blocks, search, retrain, scale_teacher, transfer,
-            summary.summarize, dnapp.train_pp_supernet, dnapp.rate_pp, dnapp.retrain_vit]
+            summary.summarize, dnapp.train_pp_supernet, dnapp.rate_pp, dnapp.retrain_vit, random_baseline]
 
 
 class AllInputsRead(Exception):

@@ -46,8 +46,16 @@ def test_two_generations_end_to_end(tmp_path):
     # One summary shape: what run returns is what summary.json holds (and what the pipelines write).
     stored = storage.read_json(storage.join(root, "summary.json"))
     assert stored == {k: v for k, v in again.items() if k != "seconds"} == run_summary(cfg)
-    assert set(stored) == {"root", "generations", "final", "limits", "artifacts"}
+    assert set(stored) == {"root", "generations", "final", "limits", "artifacts", "comparison", "trend"}
     assert stored["final"]["retrain"]["top1"] >= 0 and "scaled" in stored["generations"][0]
+    # Each generation's random baseline: scaled like the next teacher in gen 0, like the final net in gen 1.
+    assert storage.exists(g0.random_scaled_arch) and not storage.exists(g1.random_scaled_arch)
+    assert [g["random"]["scaled"] for g in stored["generations"]] == [True, False]
+    rows = stored["comparison"]
+    assert [r["searched_as"] for r in rows] == ["scaled", "retrained"]
+    assert rows[1]["random_top1"] == stored["generations"][1]["random"]["metrics"]["top1"]
+    assert abs(rows[1]["random_params"] - rows[1]["searched_params"]) <= 0.1 * rows[1]["searched_params"]
+    assert isinstance(stored["trend"], list)
 
 
 def test_in_process_run_rejects_bad_settings_before_any_work(tmp_path):

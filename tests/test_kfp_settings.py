@@ -23,6 +23,7 @@ KIND_OF = {
     "exec-prepare-data": ts.LIGHT, "exec-search": ts.LIGHT, "exec-summarize": ts.LIGHT,
     "exec-train-teacher": ts.TRAIN, "exec-scale-teacher": ts.TRAIN, "exec-retrain": ts.TRAIN,
     "exec-transfer": ts.TRAIN, "exec-train-supernets": ts.FANOUT, "exec-rate-blocks": ts.FANOUT,
+    "exec-random-baseline": ts.TRAIN,
 }
 
 

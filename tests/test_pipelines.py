@@ -67,6 +67,7 @@ def test_pipeline_compiles_and_loads_back(tmp_path, module, generations):
     tasks = all_tasks(d)
     assert sum(t.startswith("train-supernets") for t in tasks) == generations
     assert sum(t.startswith("scale-teacher") for t in tasks) == generations - 1
+    assert sum(t.startswith("random-baseline") for t in tasks) == generations     # one per generation
     assert {"final-stage", "retrain", "transfer", "summarize"} <= set(tasks)
     # the final stage depends (through its inputs) on the last rating: it is the last stage
     final = d["root"]["dag"]["tasks"]["final-stage"]
@@ -291,6 +292,9 @@ def test_local_runs_dna_then_dna_plus_resuming(tmp_path, monkeypatch):
     assert summary["final"]["search"]["blocks"][0]["ops"] in html and "data:image/png;base64," in html
     text = out.getvalue()
     assert f"run root: {root}" in text and "params" in text and "top-1" in text
+    assert "teacher vs searched vs random architecture" in text and "random params" in text
+    assert os.path.exists(os.path.join(g0, "random", "retrain", "metrics.json"))
+    assert summary["generations"][0]["random"]["scaled"] is False
 
     # DNA+ on the same root: generation 0 is reused (no Ray job, no retraining), then scaled.
     out = io.StringIO()
@@ -300,13 +304,17 @@ def test_local_runs_dna_then_dna_plus_resuming(tmp_path, monkeypatch):
     for part in ("gen0/scaled/arch.json", "gen0/scaled/retrain/model.pt", "gen0/reports/scaled.html",
                  "gen1/scores/block=0/part-0.parquet", "gen1/scores/block=1/part-0.parquet",
                  "gen1/search/arch.json", "gen1/retrain/model.pt", "gen1/retrain/metrics.json",
-                 "gen1/reports/search.html", "summary.html"):
+                 "gen1/reports/search.html", "summary.html", "gen0/random/scaled/retrain/metrics.json",
+                 "gen1/random/retrain/metrics.json", "gen0/reports/random.html"):
         assert os.path.exists(os.path.join(root, part)), part
     assert not os.path.exists(os.path.join(root, "gen1", "scaled"))
     summary = storage.read_json(os.path.join(root, "summary.json"))
     assert [g["generation"] for g in summary["generations"]] == [0, 1]
     assert summary["generations"][1]["teacher"]["model"].endswith("gen0/scaled/arch.json")
     assert summary["final"]["generation"] == 1 and "scaled" in summary["generations"][0]
+    # gen 0's random baseline is now trained as the scaled teacher is; DNA's unscaled one is kept
+    assert [g["random"]["scaled"] for g in summary["generations"]] == [True, False]
+    assert [r["searched_as"] for r in summary["comparison"]] == ["scaled", "retrained"]
 
 
 def test_local_output_hides_executor_input():

@@ -138,9 +138,10 @@ def fake_summary(random: bool = False) -> dict:
 
 def test_summary_has_teacher_and_searched_columns_and_no_invented_random_column():
     header, rows = nas_reports.accuracy_rows(fake_summary())
-    assert header[2:] == ["teacher top-1 (%)", "searched net top-1 (%)", "scaled teacher top-1 (%)"]
-    assert rows == [["0", "tiny-teacher", "60", "-", "65.5"],
-                    ["1", "gen0/scaled/arch.json", "65.5", "58.25", "-"]]   # gen 1's teacher: gen 0's scaled net
+    assert header[2:] == ["teacher top-1 (%)", "searched net top-1 (%)", "scaled teacher top-1 (%)",
+                          "searched net params"]
+    assert rows == [["0", "tiny-teacher", "60", "-", "65.5", "900K"],
+                    ["1", "gen0/scaled/arch.json", "65.5", "58.25", "-", "400K"]]   # gen 1's teacher: gen 0's scaled net
     assert not any("random" in h for h in header)
     html = reports.summary_report(fake_summary(), block_histories={0: HISTORIES, 1: {}})
     assert "Teacher vs searched accuracy" in html and "<th>teacher top-1 (%)</th>" in html
@@ -151,7 +152,8 @@ def test_summary_has_teacher_and_searched_columns_and_no_invented_random_column(
 
 def test_summary_takes_a_random_architecture_column_when_the_data_has_one():
     header, rows = nas_reports.accuracy_rows(fake_summary(random=True))
-    assert header[-1] == "random architecture top-1 (%)" and [r[-1] for r in rows] == ["-", "41"]
+    assert header[-2:] == ["random architecture top-1 (%)", "random architecture params"]
+    assert [r[-2:] for r in rows] == [["-", "-"], ["41", "390K"]]
 
 
 def test_accuracy_vs_params_has_every_retrained_net():
