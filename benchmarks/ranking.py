@@ -64,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import ranking_stats as rs  # noqa: E402
 from benchmarks._machine import machine, record  # noqa: E402
 from dna.errors import DnaError  # noqa: E402
+from dna.random_baseline import ArchCosts  # noqa: E402
 from dna.space import get_space, space_from_json  # noqa: E402
 from dna.space.mbconv import OPS4, BlockChoice, MBConvSpace, Op, _blocks  # noqa: E402
 
@@ -107,31 +108,6 @@ def digest(obj) -> str:
 
 
 # ----- costs, sampling, nested pairs -------------------------------------------------------------
-class ArchCosts:
-    """Total params and FLOPs of architectures of ``space`` (fixed stem/head included), counted on
-    the timm modules the final model builds (``dna.rate.path_costs``, as the scores table)."""
-
-    def __init__(self, space: MBConvSpace, resolution: int | None = None):
-        from dna.rate.path_costs import PathCosts
-
-        self.space = space
-        self.pc = PathCosts(space, resolution)
-        self._fixed = self.pc.fixed()
-
-    def layer_params(self, block: int, cell: int, index: int, op: str, in_chs: int) -> int:
-        return self.pc.layer(block, cell, index, op, in_chs)["params"]
-
-    def __call__(self, arch) -> dict[str, int]:
-        from dna.rate.path_costs import combine
-
-        parts, width = [self._fixed], self.space.first_channels
-        for ch in arch:
-            parts.append(self.pc.path(ch.block, ch.cell, ch.ops, width))
-            width = self.space.cell(ch.block, ch.cell).channels
-        tot = combine(parts)
-        return {"params": int(tot["params"]), "flops": int(tot["flops"])}
-
-
 def extremes(space: MBConvSpace, costs: ArchCosts) -> list[list[BlockChoice]]:
     """For every combination of cells, the path with the fewest and the most params (a layer's
     params depend only on its op, its width and its input width, so the per-layer choice is exact):

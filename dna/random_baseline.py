@@ -57,20 +57,30 @@ def _space(spec: str | dict):
 
 
 class ArchCosts:
-    """Total params of whole architectures of a space, from the family's per-path costs (the
-    costs of the layers as built in the final model, cached per layer)."""
+    """Total params and FLOPs of whole architectures of a space (fixed stem/head included), from
+    the family's per-path costs: the layers as built in the final model, cached per layer, as in
+    the scores table. Also what ``benchmarks/ranking.py`` counts its sample with."""
 
     def __init__(self, space: Any, resolution: int | None = None):
         self.space = space
         self.costs = get_family(space).path_costs(space, resolution)
-        self.fixed = int(self.costs.fixed()["params"])
+        self._fixed = self.costs.fixed()
+
+    def layer_params(self, block: int, cell: int, index: int, op: str, in_chs: int) -> int:
+        return int(self.costs.layer(block, cell, index, op, in_chs)["params"])
+
+    def __call__(self, choices: Sequence[BlockChoice]) -> dict[str, int]:
+        from dna.rate.path_costs import combine
+
+        parts, in_chs = [self._fixed], self.space.first_channels
+        for ch in choices:
+            parts.append(self.costs.path(ch.block, ch.cell, ch.ops, in_chs))
+            in_chs = self.space.cell(ch.block, ch.cell).channels
+        total = combine(parts)
+        return {"params": int(total["params"]), "flops": int(total["flops"])}
 
     def params(self, choices: Sequence[BlockChoice]) -> int:
-        total, in_chs = self.fixed, self.space.first_channels
-        for ch in choices:
-            total += int(self.costs.path(ch.block, ch.cell, ch.ops, in_chs)["params"])
-            in_chs = self.space.cell(ch.block, ch.cell).channels
-        return total
+        return self(choices)["params"]
 
 
 def _key(choices: Sequence[BlockChoice]) -> tuple:
