@@ -53,6 +53,8 @@ class RetrainSettings:
     auto_augment: str | None = None
     ema: bool = False
     kd_alpha: float = 0.0               # > 0: distil from this generation's teacher
+    train_size: int | None = None       # train images of this training (None: the run's data's);
+                                        # built-in data: a teacher trained on more images than the search sees
 
 
 @legacy_fields("max_", "limits")
@@ -223,6 +225,8 @@ def _retrain_config(settings: RetrainSettings, model: str, out: str, data: DataC
                     device: str | None, teacher: TeacherConfig | None = None):
     from dna.retrain_config import RetrainConfig
 
+    if settings.train_size is not None:
+        data = dataclasses.replace(data, train_size=settings.train_size)
     return RetrainConfig(
         model=model, out=out, data=data, epochs=settings.epochs, opt=settings.opt, lr=settings.lr,
         sched=settings.sched, steps_per_epoch=settings.steps_per_epoch, drop_rate=settings.drop_rate,

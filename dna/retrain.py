@@ -167,6 +167,12 @@ def _history_columns(history: list[dict]) -> list[str]:
     return cols + ["time_s"]
 
 
+def _evaluated(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of the rows that hold ``key`` (``eval_epochs`` skips the early ones)."""
+    rows = [r for r in history if r.get(key) is not None]
+    return [r["epoch"] for r in rows], [r[key] for r in rows]
+
+
 def write_curves(history: list[dict], out: str) -> None:
     """``curve.csv`` and ``curve.png`` (train loss, val loss and val top-1 per epoch)."""
     from dna import storage
@@ -186,13 +192,13 @@ def write_curves(history: list[dict], out: str) -> None:
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    ax1.plot(epochs, [r["val_loss"] for r in history], "s-", label="val")
+    ax1.plot(*_evaluated(history, "val_loss"), "s-", label="val")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
     ax1.legend()
-    ax2.plot(epochs, [r["val_top1"] for r in history], "o-", label="top-1")
+    ax2.plot(*_evaluated(history, "val_top1"), "o-", label="top-1")
     if "ema_top1" in cols:
-        ax2.plot(epochs, [r["ema_top1"] for r in history], "s-", label="EMA top-1")
+        ax2.plot(*_evaluated(history, "ema_top1"), "s-", label="EMA top-1")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("val top-1 (%)")
     ax2.legend()
@@ -233,6 +239,7 @@ class Fit:
     num_classes: int
     config: dict                # canonical config, stored in every checkpoint
     ema: Any | None = None      # timm ModelEmaV3
+    eval_from: int = 0          # epochs (0-based) before this one skip the val evaluation
 
     def generators(self) -> dict[str, torch.Generator | None]:
         """The loop's own random generators, stored with the global ones in every checkpoint."""
@@ -318,7 +325,8 @@ def _end_epoch(run: Fit, epoch: int, step: int, train_loss: float, t0: float, hi
     from dna import storage
 
     net, optimizer, scheduler, ema, device = run.net, run.optimizer, run.scheduler, run.ema, run.device
-    top1, top5, val_loss = evaluate(net, run.val_loader, device, run.amp)
+    evaluated = epoch >= run.eval_from or epoch + 1 >= run.epochs
+    top1, top5, val_loss = evaluate(net, run.val_loader, device, run.amp) if evaluated else (None, None, None)
     row: dict[str, Any] = {
         "epoch": epoch + 1,
         "train_loss": train_loss,
@@ -328,7 +336,8 @@ def _end_epoch(run: Fit, epoch: int, step: int, train_loss: float, t0: float, hi
         "lr": optimizer.param_groups[0]["lr"],
     }
     if ema is not None:
-        row["ema_top1"], row["ema_top5"], _ = evaluate(ema.module, run.val_loader, device, run.amp)
+        row["ema_top1"], row["ema_top5"], _ = (evaluate(ema.module, run.val_loader, device, run.amp) if evaluated
+                                               else (None, None, None))
     row["time_s"] = round(time.time() - t0, 3)
     history.append(row)
     storage.save_torch({
@@ -390,7 +399,7 @@ def fit(run: Fit, batch_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch
     final = ema.module if ema is not None else net
     key = "ema_top1" if ema is not None else "val_top1"
     last = history[-1]
-    best = max(history, key=lambda r: r[key])
+    best = max((r for r in history if r.get(key) is not None), key=lambda r: r[key])
     model_uri = stage_files(run.out).model
     storage.save_torch({"model": _cpu_state(final), "arch": run.arch, "num_classes": run.num_classes,
                         "ema": ema is not None}, model_uri)
@@ -552,7 +561,8 @@ def retrain(cfg: RetrainConfig, model: Any = None, on_epoch_end: OnEpochEnd | No
     run = Fit(net=net, optimizer=optimizer, scheduler=scheduler, ema=ema, train_loader=train_loader,
               val_loader=val_loader, updates=updates, epochs=cfg.epochs, lr=lr, seed=cfg.seed, device=device,
               amp=cfg.amp, clip_grad=cfg.clip_grad, out=out, arch=arch_record, num_classes=n_classes,
-              config=_canonical(cfg.to_dict()))
+              config=_canonical(cfg.to_dict()),
+              eval_from=0 if cfg.eval_epochs is None else max(0, cfg.epochs - cfg.eval_epochs))
     return fit(run, batch_loss, {
         "params": params, "flops": flops, "resolution": data.resolution,
         "model": cfg.model if model is None else arch_record.get("module", "architecture"),

@@ -52,6 +52,7 @@ class RetrainConfig:
     kd_temperature: float = 1.0
     clip_grad: float | None = None
     steps_per_epoch: int | None = None  # cap on updates per epoch (smoke tests)
+    eval_epochs: int | None = None  # evaluate only in the last N epochs (None: every epoch)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA
@@ -70,6 +71,8 @@ class RetrainConfig:
             _int_at_least("batch_size", self.batch_size, 1)
         if self.steps_per_epoch is not None:
             _int_at_least("steps_per_epoch", self.steps_per_epoch, 1)
+        if self.eval_epochs is not None:
+            _int_at_least("eval_epochs", self.eval_epochs, 1)
         _int_at_least("seed", self.seed, 0)
         if self.lr is not None:
             _number_in("lr", self.lr, 0, None, low_open=True)

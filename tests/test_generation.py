@@ -63,6 +63,7 @@ def test_in_process_run_rejects_bad_settings_before_any_work(tmp_path):
     for kw, message in [
         ({"retrain": RetrainSettings(opt="nope")}, "retrain: opt 'nope'"),
         ({"teacher_train": RetrainSettings(epochs=0)}, "teacher_train: "),
+        ({"teacher_train": RetrainSettings(train_size=0)}, "teacher_train: train_size 0"),
         ({"transfer_epochs": 0}, "transfer_epochs=0"),
         ({"teacher": TeacherConfig(model="no_such_net")}, "teacher 'no_such_net'"),
         ({"teacher": TeacherConfig(model="tiny", checkpoint="/w.pt")}, "need --teacher"),
@@ -72,6 +73,17 @@ def test_in_process_run_rejects_bad_settings_before_any_work(tmp_path):
         with pytest.raises(DnaError, match=message):
             run(RunConfig(root=str(root), **kw), log=lambda _m: None)
         assert not root.exists(), kw
+
+
+def test_a_training_may_see_more_images_than_the_search():
+    """``RetrainSettings.train_size`` sets that training's train split (a teacher trained on more
+    images than the supernets see); None keeps the run's data."""
+    from dna.generation import _retrain_config
+
+    data = DataConfig(train_size=64, val_size=32)
+    more = _retrain_config(RetrainSettings(train_size=512), "m.json", "out", data, 0, "cpu")
+    same = _retrain_config(RetrainSettings(), "m.json", "out", data, 0, "cpu")
+    assert (more.data.train_size, more.data.val_size, same.data.train_size) == (512, 32, 64)
 
 
 def test_validate_remote_opens_no_uri_and_knows_the_dnapp_defaults(tmp_path):

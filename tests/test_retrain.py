@@ -77,6 +77,35 @@ def test_learns_well_above_chance(tmp_path):
     assert top1 == pytest.approx(m["top1"])
 
 
+def test_classifier_starts_at_chance():
+    """The built net's first loss is ln(num_classes): timm's TF init of a 10-class classifier would
+    start far above it (large logits), which costs small from-scratch trainings their first epochs."""
+    net = build(tiny_arch())
+    assert torch.count_nonzero(net.classifier.weight) == 0 and torch.count_nonzero(net.classifier.bias) == 0
+    assert torch.count_nonzero(net.conv_head.weight) > 0  # only the classifier starts at zero
+    net.eval()
+    logits = net(torch.randn(4, 3, 32, 32))
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(10.0)).item(), abs=1e-5)
+
+
+def test_eval_epochs_evaluates_only_the_last(tmp_path):
+    """``eval_epochs=2`` of 3: epoch 1 has no val figures (blank in curve.csv), epochs 2-3 do, and
+    the metrics come from the evaluated epochs; the same training as evaluating every epoch."""
+    every = retrain(small(tmp_path / "every", epochs=3, steps_per_epoch=2), tiny_arch())
+    last = retrain(small(tmp_path / "last", epochs=3, steps_per_epoch=2, eval_epochs=2), tiny_arch())
+    h = last["history"]
+    assert [r["val_top1"] is None for r in h] == [True, False, False]
+    assert h[0]["val_loss"] is None and h[0]["train_loss"] == pytest.approx(every["history"][0]["train_loss"])
+    assert [r["val_top1"] for r in h[1:]] == pytest.approx([r["val_top1"] for r in every["history"][1:]])
+    assert last["top1"] == pytest.approx(every["top1"])
+    assert last["best_top1"] == max(r["val_top1"] for r in h[1:])
+    rows = list(csv.DictReader(storage.read_text(storage.join(last["out"], "curve.csv")).splitlines()))
+    assert [r["val_top1"] == "" for r in rows] == [True, False, False]
+    with pytest.raises(DnaError, match="eval_epochs"):
+        retrain(small(tmp_path / "bad", eval_epochs=0), tiny_arch())
+
+
 def test_resume_and_cached(tmp_path, monkeypatch):
     arch = tiny_arch()
     out = tmp_path / "run"

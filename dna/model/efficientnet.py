@@ -18,13 +18,14 @@ def build_model(
     drop_rate: float = 0.0,
     drop_path_rate: float = 0.0,
 ) -> EfficientNet:
-    """A timm ``EfficientNet`` exactly as ``timm.create_model`` builds one from this arch_def."""
+    """A timm ``EfficientNet`` as ``timm.create_model`` builds one from this arch_def, except for
+    the classifier's initial weights (:func:`zero_classifier`)."""
     round_fn = partial(round_channels, multiplier=arch.channel_multiplier)
     try:
         block_args = decode_arch_def(arch.arch_def, arch.depth_multiplier)
     except (AssertionError, ValueError, KeyError, IndexError) as exc:
         raise DnaError(f"cannot decode arch_def {arch.arch_def!r:.200}: {exc}") from exc
-    return EfficientNet(
+    return zero_classifier(EfficientNet(
         block_args=block_args,
         num_classes=arch.num_classes if num_classes is None else num_classes,
         num_features=round_fn(arch.head_channels),
@@ -34,4 +35,19 @@ def build_model(
         norm_layer=partial(nn.BatchNorm2d),
         drop_rate=drop_rate,
         drop_path_rate=drop_path_rate,
-    )
+    ))
+
+
+def zero_classifier(model: EfficientNet) -> EfficientNet:
+    """Start the classifier at zero, so the first loss is ln(num_classes).
+
+    timm's TF-style init draws it from U(+-1/sqrt(num_classes)), a range sized for 1000 classes:
+    with 10 the initial logits are large, the first epochs' loss sits above chance and small
+    from-scratch trainings (the embedded default, the ranking benchmark) lose hundreds of updates
+    before they take off (benchmarks/RESULTS.md, "Demo settings"). Zero is what timm itself does
+    for ViT heads; the features below are trained from their usual init."""
+    head = getattr(model, "classifier", None)
+    if isinstance(head, nn.Linear):
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+    return model
