@@ -356,7 +356,6 @@ def dna_job(space_uri: str, data: dict, teacher: dict, epochs: int, seed: int, r
             archs: list[list[dict]], calib_batches: int, max_steps: int | None, rate_max_batches: int | None) -> dict:
     from dna.generation import RunConfig, rate_step, supernet_step
     from dna.layout import generation
-    from dna.rate.scores import read_scores
     from dna.teacher import TeacherConfig
 
     space = get_space(space_uri)
@@ -371,13 +370,34 @@ def dna_job(space_uri: str, data: dict, teacher: dict, epochs: int, seed: int, r
     rate_step(cfg, 0, tcfg)
     t_rate = time.time() - t
     scores_uri = generation(root, 0).scores
+    return {"scores": dna_scores(space, scores_uri, archs), "train_seconds": t_train, "rate_seconds": t_rate,
+            "scores_uri": scores_uri,
+            "block_loss": {int(m["block"]): [float(h["loss"]) for h in m["history"]] for m in metrics}}
+
+
+BLOCK_NORMS = ("none", "mean")
+
+
+def dna_scores(space: MBConvSpace, scores_uri: str, archs: list[list[dict]], norm: str = "none") -> list[float]:
+    """DNA's score of each architecture from a rated scores table: the unweighted sum of its block
+    losses (the paper's), or with ``norm="mean"`` each block's loss divided by the mean loss of the
+    block's rated paths first (a lever, not the method: deeper blocks' larger losses then stop
+    dominating the sum)."""
+    from dna.rate.scores import read_scores
+
     table, _ = read_scores(scores_uri)
     d = table.to_pydict()
     loss = {(b, c, o, w): v for b, c, o, w, v in
             zip(d["block"], d["cell"], d["ops"], d["in_channels"], d["loss"], strict=True)}
-    return {"scores": [arch_loss(space, loss, a) for a in archs], "train_seconds": t_train, "rate_seconds": t_rate,
-            "scores_uri": scores_uri,
-            "block_loss": {int(m["block"]): [float(h["loss"]) for h in m["history"]] for m in metrics}}
+    if norm not in BLOCK_NORMS:
+        raise DnaError(f"block norm {norm!r}: expected one of {', '.join(BLOCK_NORMS)}")
+    if norm == "mean":
+        per_block: dict[int, list[float]] = {}
+        for (b, *_), v in loss.items():
+            per_block.setdefault(b, []).append(v)
+        scale = {b: statistics.fmean(v) for b, v in per_block.items()}
+        loss = {key: v / scale[key[0]] for key, v in loss.items()}
+    return [arch_loss(space, loss, a) for a in archs]
 
 
 def arch_loss(space: MBConvSpace, loss: dict, arch: list[dict]) -> float:
@@ -503,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="DNA/SPOS/random predictor seeds")
     p.add_argument("--supernet-steps", type=int, default=500,
                    help="updates per DNA block supernet and of the SPOS supernet (rounded up to whole epochs)")
+    p.add_argument("--block-norm", choices=BLOCK_NORMS, default="none",
+                   help="DNA's score: the plain sum of block losses (none, the paper's) or each block's loss "
+                        "divided by its block's mean first (mean; a lever to test)")
     p.add_argument("--teacher-epochs", type=int, default=10, help="the teacher's stand-alone epochs")
     p.add_argument("--teacher-train-size", type=int, default=8000,
                    help="built-in data only: the teacher's train images (0: --train-size)")
@@ -716,7 +739,9 @@ def main(argv=None) -> dict:
 
     n = len(archs)
     goodness: dict[str, dict[int, list[float]]] = {
-        "DNA": {s: [-v for v in info["DNA"][s]["scores"]] for s in args.seeds},
+        "DNA": {s: [-v for v in (info["DNA"][s]["scores"] if args.block_norm == "none" else
+                                 dna_scores(space, info["DNA"][s]["scores_uri"], archs_j, args.block_norm))]
+                for s in args.seeds},
         "SPOS": {s: [-v for v in info["SPOS"][s]["scores"]] for s in args.seeds},
         "random": {s: random_scores(s, n) for s in args.seeds},
         "params": {0: [float(c["params"]) for c in arch_costs]},
@@ -824,7 +849,7 @@ def report(args, argv, summary, space, data, teacher, g, verdict, wall) -> str:
     lines += [
         "",
         f"Predictors (seeds {args.seeds}; params and FLOPs are deterministic, one value): DNA = sum of rated block "
-        f"losses after {summary['supernet_epochs']} epochs (>= {args.supernet_steps} steps) per block supernet; SPOS "
+        f"losses{' (each divided by its block mean: --block-norm mean)' if args.block_norm == 'mean' else ''} after {summary['supernet_epochs']} epochs (>= {args.supernet_steps} steps) per block supernet; SPOS "
         f"= rating-split cross-entropy after the same number of steps of one whole-network supernet; random = seeded "
         f"uniform scores. Kendall tau and Spearman rho against the {len(args.gt_seeds)}-seed-mean ground truth:",
         "",
