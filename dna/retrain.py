@@ -567,4 +567,5 @@ def retrain(cfg: RetrainConfig, model: Any = None, on_epoch_end: OnEpochEnd | No
         "params": params, "flops": flops, "resolution": data.resolution,
         "model": cfg.model if model is None else arch_record.get("module", "architecture"),
         "kd": teacher is not None, "opt": cfg.opt, "batch_size": data.batch_size,
+        "train_images": len(train_loader.dataset), "updates_per_epoch": updates,
     }, on_epoch_end)

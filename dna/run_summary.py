@@ -73,7 +73,7 @@ def _teacher_entry(cfg, gen: Generation, vit: bool) -> dict[str, Any]:
     m = read_optional_json(gen.teacher_files.metrics)
     if m:
         entry["top1"] = m.get("top1")
-        for key in ("params", "epochs"):
+        for key in ("params", "epochs", "train_images", "updates_per_epoch"):
             if m.get(key) is not None:
                 entry[key] = m[key]
     return entry
@@ -176,29 +176,61 @@ def comparison(summary: dict) -> list[dict[str, Any]]:
     gens = summary.get("generations") or []
     for i, g in enumerate(gens):
         teacher = g.get("teacher") or {}
-        t_top1, t_params, t_epochs = teacher.get("top1"), teacher.get("params"), teacher.get("epochs")
         if i > 0:
-            prev = gens[i - 1].get("scaled")
-            t_top1, t_params, t_epochs = _metric(prev, "top1"), _metric(prev, "params"), _metric(prev, "epochs")
+            teacher = (gens[i - 1].get("scaled") or {}).get("metrics") or {}
         searched, kind = (g.get("scaled"), "scaled") if g.get("scaled") else (g.get("retrain"), "retrained")
         rnd = g.get("random")
-        rows.append({"generation": g.get("generation", i), "teacher_top1": t_top1, "teacher_params": t_params,
-                     "teacher_epochs": t_epochs, "searched_as": kind,
+        rows.append({"generation": g.get("generation", i), "teacher_top1": teacher.get("top1"),
+                     "teacher_params": teacher.get("params"), "teacher_epochs": teacher.get("epochs"),
+                     "teacher_training": _training(teacher), "searched_as": kind,
                      "searched_top1": _metric(searched, "top1"), "searched_params": _metric(searched, "params"),
                      "searched_epochs": _metric(searched, "epochs"),
+                     "searched_training": _training((searched or {}).get("metrics") or {}),
                      "random_top1": _metric(rnd, "top1"), "random_params": _metric(rnd, "params")})
     return rows
 
 
+def _training(m: dict) -> dict[str, int] | None:
+    """``{"epochs", "images", "updates"}`` of a training's metrics (None where a run predates them):
+    nets trained on different train sizes are compared by updates, not epochs."""
+    try:
+        epochs, images, per_epoch = int(m["epochs"]), int(m["train_images"]), int(m["updates_per_epoch"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {"epochs": epochs, "images": images, "updates": epochs * per_epoch}
+
+
+def _undertrained(weak: Any, stronger: Any) -> str | None:
+    """The "undertrained: ..." cause when ``weak`` had fewer updates (``_training`` dicts) or, for runs
+    without them, fewer epochs (ints) than ``stronger``."""
+    if isinstance(weak, dict) and isinstance(stronger, dict):
+        if weak["updates"] >= stronger["updates"]:
+            return None
+        return (f"undertrained: {weak['updates']:,} updates ({weak['epochs']} epochs of {weak['images']:,} images) "
+                f"against the other's {stronger['updates']:,} ({stronger['epochs']} of {stronger['images']:,})")
+    weak, stronger = (x["epochs"] if isinstance(x, dict) else x for x in (weak, stronger))
+    if isinstance(weak, int) and isinstance(stronger, int) and weak < stronger:
+        return f"undertrained: {weak} epochs against the other's {stronger}"
+    return None
+
+
 def _cause(stronger_epochs: Any, stronger_params: Any, weak_epochs: Any, weak_params: Any) -> str:
-    """Why a net is not more accurate than another: fewer epochs, fewer params, else neither."""
+    """Why a net is not more accurate than another: less training (updates, or epochs), fewer
+    params, else neither."""
     causes = []
-    if weak_epochs is not None and stronger_epochs is not None and weak_epochs < stronger_epochs:
-        causes.append(f"undertrained: {weak_epochs} epochs against the other's {stronger_epochs}")
+    under = _undertrained(weak_epochs, stronger_epochs)
+    if under:
+        causes.append(under)
     if weak_params is not None and stronger_params is not None and weak_params < stronger_params:
         causes.append(f"smaller: {weak_params:,} params against {stronger_params:,}")
-    return "; ".join(causes) or "neither fewer epochs nor fewer params: likely undertrained (curve still rising) " \
+    return "; ".join(causes) or "neither less training nor fewer params: likely undertrained (curve still rising) " \
                                 "or a weaker architecture"
+
+
+def _amount(row: dict, who: str) -> Any:
+    """A comparison row's training amount of ``who`` (teacher / searched): updates where known,
+    else its epochs."""
+    return row.get(f"{who}_training") or row.get(f"{who}_epochs")
 
 
 def teacher_trend(rows: list[dict[str, Any]]) -> list[str]:
@@ -213,8 +245,8 @@ def teacher_trend(rows: list[dict[str, Any]]) -> list[str]:
             continue
         lines.append(f"gen {cur['generation']}'s teacher (gen {prev['generation']}'s searched net scaled and "
                      f"retrained) reaches {b:.2f}% top-1, not above gen {prev['generation']}'s teacher at "
-                     f"{a:.2f}%: likely cause: " + _cause(prev.get("teacher_epochs"), prev.get("teacher_params"),
-                                                          cur.get("teacher_epochs"), cur.get("teacher_params")))
+                     f"{a:.2f}%: likely cause: " + _cause(_amount(prev, "teacher"), prev.get("teacher_params"),
+                                                          _amount(cur, "teacher"), cur.get("teacher_params")))
     if rows:
         t0, last = rows[0], rows[-1]
         if t0.get("teacher_top1") is not None and last.get("searched_as") == "retrained":
@@ -222,10 +254,10 @@ def teacher_trend(rows: list[dict[str, Any]]) -> list[str]:
                                        ("random", last.get("random_top1"), last.get("random_params"))):
                 if top1 is None or t0["teacher_top1"] > top1:
                     continue
-                epochs = last.get("searched_epochs")
+                amount = _amount(last, "searched")
                 lines.append(f"the gen-0 teacher reaches {t0['teacher_top1']:.2f}% top-1, not above the {what} "
                              f"student of gen {last['generation']} at {top1:.2f}%: likely cause: "
-                             + _cause(epochs, params, t0.get("teacher_epochs"), t0.get("teacher_params")))
+                             + _cause(amount, params, _amount(t0, "teacher"), t0.get("teacher_params")))
     return lines
 
 

@@ -113,6 +113,22 @@ def test_trend_says_why_when_teachers_do_not_rise_and_nothing_when_they_do():
     assert "random student" in bad[2]
 
 
+def test_trend_compares_training_by_updates_when_train_sizes_differ():
+    """A teacher trained 4 epochs on 6,144 images had more updates than a net trained 6 on 2,048:
+    the note counts updates, not epochs (which would call the 4-epoch teacher the undertrained one)."""
+    s = _summary([93.0, 50.0, 55.0], final=91.0, rnd=85.0, scaled_epochs=6, teacher_epochs=4)
+    s["generations"][0]["teacher"].update(train_images=6144, updates_per_epoch=192)
+    for g in s["generations"][:2]:
+        g["scaled"]["metrics"].update(train_images=2048, updates_per_epoch=64)
+    rows = comparison(s)
+    assert rows[0]["teacher_training"] == {"epochs": 4, "images": 6144, "updates": 768}
+    assert rows[1]["teacher_training"] == {"epochs": 6, "images": 2048, "updates": 384}
+    assert rows[2]["searched_training"] is None                    # a run from before the counts: epochs
+    notes = teacher_trend(rows)
+    assert len(notes) == 1 and notes[0].startswith("gen 1's teacher")
+    assert "undertrained: 384 updates (6 epochs of 2,048 images) against the other's 768 (4 of 6,144)" in notes[0]
+
+
 def test_terminal_and_html_tables_show_teacher_searched_and_random():
     from components.nas_reports import accuracy_rows, accuracy_section
     from pipelines.render import format_summary

@@ -132,6 +132,30 @@ def _smoke_args(tmp_path, *extra):
             "--no-plot", "--no-record", *extra]
 
 
+def test_block_norm_divides_each_block_by_its_mean(monkeypatch):
+    """--block-norm mean: block 1's losses (ten times block 0's) stop deciding the ranking alone."""
+    import dna.rate.scores
+
+    space = MBConvSpace(name="norm2", ops=("k3e3", "k3e6"), blocks=_blocks([(1, [(1, 8)]), (2, [(1, 16)])]),
+                        stem_channels=8, first_channels=8, head_channels=32, resolution=16, num_classes=10)
+    rows = [(0, "k3e3", 8, 1.0), (0, "k3e6", 8, 3.0), (1, "k3e3", 8, 21.0), (1, "k3e6", 8, 19.0)]
+
+    class Table:
+        def to_pydict(self):
+            return {"block": [r[0] for r in rows], "cell": [0] * 4, "ops": [r[1] for r in rows],
+                    "in_channels": [r[2] for r in rows], "loss": [r[3] for r in rows]}
+
+    monkeypatch.setattr(dna.rate.scores, "read_scores", lambda uri: (Table(), None))
+    a = [BlockChoice(0, 0, ("k3e3",)).to_json(), BlockChoice(1, 0, ("k3e3",)).to_json()]    # 1 + 21
+    b = [BlockChoice(0, 0, ("k3e6",)).to_json(), BlockChoice(1, 0, ("k3e6",)).to_json()]    # 3 + 19
+    assert ranking.dna_scores(space, "scores", [a, b]) == [22.0, 22.0]
+    norm = ranking.dna_scores(space, "scores", [a, b], "mean")                 # means 2 and 20
+    assert norm == pytest.approx([1 / 2 + 21 / 20, 3 / 2 + 19 / 20])
+    assert norm[0] < norm[1]
+    with pytest.raises(DnaError, match="block norm 'z'"):
+        ranking.dna_scores(space, "scores", [a], "z")
+
+
 def test_ranking_smoke_end_to_end(tmp_path, monkeypatch):
     """The whole path once (gate and teacher check forced open: one training step cannot pass them
     honestly), then a rerun served from the caches."""
@@ -147,6 +171,8 @@ def test_ranking_smoke_end_to_end(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("gt-*/*.parquet"))) >= 2 * len(r["archs"])
     r2 = ranking.main(_smoke_args(tmp_path))
     assert r2["ground_truth_cached"] >= 2 * len(r["archs"]) and r2["truth"] == r["truth"]
+    r3 = ranking.main(_smoke_args(tmp_path, "--block-norm", "mean"))      # the same supernets, rescored
+    assert r3["status"] == "verdict" and r3["info"]["DNA"][0]["scores"] == r["info"]["DNA"][0]["scores"]
 
 
 def test_ranking_refuses_without_a_valid_gate_or_a_better_teacher(tmp_path, monkeypatch, capsys):
