@@ -328,3 +328,35 @@ def test_imagefolder_s3(s3_bucket, tmp_path):  # noqa: F811
     assert x.shape == (3, 3, 32, 32) and y.tolist() == [0, 0, 0]
     with pytest.raises(DnaError, match="missing"):
         make_dataset(DataConfig(uri=s3_bucket + "/missing"), "train")
+
+
+def test_shapes_keeps_rendered_samples_and_hands_out_copies(monkeypatch):
+    """A second epoch reuses the rendered samples (bitwise the same items as rendering afresh);
+    a caller writing into a target does not change the kept sample; past the byte budget the data
+    set renders on demand again."""
+    import dna.data.shapes as shapes
+
+    ds = shapes.ShapesDataset(4, "train", task="seg", resolution=16, num_classes=5, seed=3)
+    fresh = shapes.ShapesDataset(4, "train", task="seg", resolution=16, num_classes=5, seed=3)
+    calls = []
+    real = shapes.render
+    monkeypatch.setattr(shapes, "render", lambda *a: calls.append(a) or real(*a))
+    first = [ds[i] for i in range(4)]
+    again = [ds[i] for i in range(4)]
+    assert len(calls) == 4                                       # rendered once each
+    for (x1, m1), (x2, m2), i in zip(first, again, range(4), strict=True):
+        x0, m0 = fresh[i]
+        assert torch.equal(x1, x0) and torch.equal(x2, x0) and torch.equal(m1, m0) and torch.equal(m2, m0)
+    first[0][1].fill_(7)                                          # the caller's copy, not the kept one
+    assert torch.equal(ds[0][1], fresh[0][1])
+
+    det = shapes.ShapesDataset(2, "val", task="det", resolution=16, num_classes=5)
+    det[0][1]["boxes"].zero_()
+    assert torch.equal(det[0][1]["boxes"], shapes.ShapesDataset(2, "val", task="det", resolution=16,
+                                                                num_classes=5)[0][1]["boxes"])
+
+    monkeypatch.setattr(shapes, "RENDER_CACHE_BYTES", 1)
+    small = shapes.ShapesDataset(2, "train", resolution=16)
+    calls.clear()
+    small[0], small[0]
+    assert len(calls) == 2                                        # over budget: rendered each time

@@ -37,6 +37,10 @@ PRIMARY_RADIUS = (0.24, 0.36)
 SECONDARY_RADIUS = (0.09, 0.14)
 ROTATION_JITTER = math.radians(15.0)
 MIN_VISIBLE_PIXELS = 3
+# Rendered samples a data set keeps (per process), so the epochs after the first reuse them: a
+# 16 px image takes longer to render than a small net takes to train on it. Beyond this many
+# bytes a data set renders on demand again (the same samples either way).
+RENDER_CACHE_BYTES = 512 * 2**20
 
 _S2 = 1.0 / math.sqrt(2.0)
 
@@ -227,6 +231,8 @@ class ShapesDataset(Dataset):
         self._mean = np.asarray(IMAGENET_DEFAULT_MEAN, dtype=np.float32)
         self._std = np.asarray(IMAGENET_DEFAULT_STD, dtype=np.float32)
         self._aa = make_auto_augment(auto_augment, resolution) if auto_augment else None
+        self._rendered: dict[int, tuple] = {}
+        self._rendered_bytes = 0
 
     def __len__(self) -> int:
         return self.size
@@ -237,8 +243,22 @@ class ShapesDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.size} samples")
         return render(self.resolution, self.num_classes, self.seed, self.split, index)
 
+    def _sample(self, index: int):
+        """:meth:`render`, kept in memory up to :data:`RENDER_CACHE_BYTES` (read-only arrays)."""
+        hit = self._rendered.get(index)
+        if hit is not None:
+            return hit
+        sample = self.render(index)
+        size = sum(a.nbytes for a in sample)
+        if self._rendered_bytes + size <= RENDER_CACHE_BYTES:
+            for a in sample:
+                a.flags.writeable = False
+            self._rendered[index] = sample
+            self._rendered_bytes += size
+        return sample
+
     def __getitem__(self, index: int):
-        img, mask, boxes, labels = self.render(index)
+        img, mask, boxes, labels = self._sample(index)
         if self.augment and torch.rand(()).item() < 0.5:
             img = img[:, ::-1]
             mask = mask[:, ::-1]
@@ -253,8 +273,8 @@ class ShapesDataset(Dataset):
         if self.task == "cls":
             return x, int(labels[0]) - 1
         if self.task == "seg":
-            return x, torch.from_numpy(np.ascontiguousarray(mask))
-        return x, {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+            return x, torch.from_numpy(np.array(mask))
+        return x, {"boxes": torch.from_numpy(np.array(boxes)), "labels": torch.from_numpy(np.array(labels))}
 
 
 def make_auto_augment(policy: str, resolution: int):
