@@ -565,8 +565,7 @@ def _settings(args, space):
     gt_recipe = {"epochs": args.epochs, "steps_per_epoch": args.max_steps, "eval_epochs": 3}
     t_recipe = {"epochs": args.teacher_epochs, "steps_per_epoch": args.max_steps, "eval_epochs": 3}
     cache = Path(args.cache)
-    gt_meta = {"space": space.to_json(), "data": data_d, "recipe": {**FAST_RECIPE, **gt_recipe}, "score": "last3",
-               "classifier_init": "zero"}
+    gt_meta = {"space": space.to_json(), "data": data_d, "recipe": {**FAST_RECIPE, **gt_recipe}, "score": "last3"}
     gt_dir = cache / f"gt-{digest(gt_meta)}"
     import dataclasses
 

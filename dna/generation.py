@@ -55,6 +55,7 @@ class RetrainSettings:
     kd_alpha: float = 0.0               # > 0: distil from this generation's teacher
     train_size: int | None = None       # train images of this training (None: the run's data's);
                                         # built-in data: a teacher trained on more images than the search sees
+    zero_head: bool = False             # start the classifier at zero (RetrainConfig.zero_head)
 
 
 @legacy_fields("max_", "limits")
@@ -233,6 +234,7 @@ def _retrain_config(settings: RetrainSettings, model: str, out: str, data: DataC
         drop_path_rate=settings.drop_path_rate, label_smoothing=settings.label_smoothing,
         auto_augment=settings.auto_augment, ema=settings.ema, seed=seed, device=device or "auto",
         teacher=teacher if settings.kd_alpha > 0 else None, kd_alpha=settings.kd_alpha or 0.5,
+        zero_head=settings.zero_head,
     )
 
 

@@ -531,6 +531,10 @@ def retrain(cfg: RetrainConfig, model: Any = None, on_epoch_end: OnEpochEnd | No
 
     torch.manual_seed(cfg.seed)
     net = _create_model(what, n_classes, cfg)
+    if cfg.zero_head:
+        from dna.model.efficientnet import zero_classifier
+
+        zero_classifier(net)
     params = count_params(net)
     flops = count_flops(net, (3, data.resolution, data.resolution))
     net.to(device)

@@ -53,6 +53,7 @@ class RetrainConfig:
     clip_grad: float | None = None
     steps_per_epoch: int | None = None  # cap on updates per epoch (smoke tests)
     eval_epochs: int | None = None  # evaluate only in the last N epochs (None: every epoch)
+    zero_head: bool = False  # start the classifier at zero (dna.model.efficientnet.zero_classifier)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA
@@ -73,6 +74,8 @@ class RetrainConfig:
             _int_at_least("steps_per_epoch", self.steps_per_epoch, 1)
         if self.eval_epochs is not None:
             _int_at_least("eval_epochs", self.eval_epochs, 1)
+        if not isinstance(self.zero_head, bool):
+            raise DnaError(f"zero_head {self.zero_head!r} must be true or false")
         _int_at_least("seed", self.seed, 0)
         if self.lr is not None:
             _number_in("lr", self.lr, 0, None, low_open=True)

@@ -84,6 +84,8 @@ def test_a_training_may_see_more_images_than_the_search():
     more = _retrain_config(RetrainSettings(train_size=512), "m.json", "out", data, 0, "cpu")
     same = _retrain_config(RetrainSettings(), "m.json", "out", data, 0, "cpu")
     assert (more.data.train_size, more.data.val_size, same.data.train_size) == (512, 32, 64)
+    assert not same.zero_head and _retrain_config(RetrainSettings(zero_head=True), "m.json", "out", data, 0,
+                                                  "cpu").zero_head
 
 
 def test_validate_remote_opens_no_uri_and_knows_the_dnapp_defaults(tmp_path):

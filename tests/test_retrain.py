@@ -77,16 +77,31 @@ def test_learns_well_above_chance(tmp_path):
     assert top1 == pytest.approx(m["top1"])
 
 
-def test_classifier_starts_at_chance():
-    """The built net's first loss is ln(num_classes): timm's TF init of a 10-class classifier would
-    start far above it (large logits), which costs small from-scratch trainings their first epochs."""
-    net = build(tiny_arch())
-    assert torch.count_nonzero(net.classifier.weight) == 0 and torch.count_nonzero(net.classifier.bias) == 0
-    assert torch.count_nonzero(net.conv_head.weight) > 0  # only the classifier starts at zero
-    net.eval()
-    logits = net(torch.randn(4, 3, 32, 32))
-    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
+def test_zero_head_starts_the_classifier_at_chance(tmp_path, monkeypatch):
+    """``zero_head``: the first loss is ln(num_classes); timm's TF init of a 10-class classifier
+    (the default, kept) starts far from it. The rest of the net keeps its init."""
+    from dna.model.efficientnet import zero_classifier
+
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    torch.manual_seed(0)
+    timm_init = build(tiny_arch()).eval()
+    torch.manual_seed(0)
+    zero = zero_classifier(build(tiny_arch())).eval()
+    assert torch.count_nonzero(timm_init.classifier.weight) > 0
+    assert torch.count_nonzero(zero.classifier.weight) == 0 and torch.count_nonzero(zero.classifier.bias) == 0
+    assert torch.equal(zero.conv_head.weight, timm_init.conv_head.weight)
+    loss = torch.nn.functional.cross_entropy(zero(x), y)
     assert loss.item() == pytest.approx(torch.log(torch.tensor(10.0)).item(), abs=1e-5)
+
+    import dna.model.efficientnet as eff
+
+    zeroed = []
+    monkeypatch.setattr(eff, "zero_classifier", lambda net: zeroed.append(type(net).__name__) or net)
+    retrain(small(tmp_path / "timm", steps_per_epoch=1), tiny_arch())
+    retrain(small(tmp_path / "z", steps_per_epoch=1, zero_head=True), tiny_arch())
+    assert zeroed == ["EfficientNet"]                      # only the zero_head run
+    with pytest.raises(DnaError, match="zero_head"):
+        retrain(small(tmp_path / "bad", zero_head="yes"), tiny_arch())
 
 
 def test_eval_epochs_evaluates_only_the_last(tmp_path):
