@@ -18,7 +18,7 @@ training seeds, so its verdicts were void):
    nested pairs of known order (``nested_pairs``) as sanity checks.
 4. Ground truth: every architecture trained stand-alone (``RetrainConfig.fast``, 16 px, 20 epochs,
    val split 2,000 images) with 3 training seeds; a run's score is the mean val top-1 of its last
-   3 epochs (``retrain`` evaluates every epoch), the architecture's the mean over seeds. Cached as
+   3 epochs (only those are evaluated: ``eval_epochs=3``), the architecture's the mean over seeds. Cached as
    one Parquet file per (architecture, seed) under ``--cache`` (``gt-<settings hash>/``), written by
    the job itself, so interrupted runs and reruns reuse every finished training.
 5. Validity gate before any comparison (``benchmarks/ranking_stats.py``): seed-to-seed Kendall tau
@@ -39,7 +39,8 @@ process; ``--jobs`` of them run at once. ``--only-ground-truth`` fills the cache
 
 Usage: python benchmarks/ranking.py [--space rank-bench16|NAME|FILE.json|'{json}'] [--data URI]
        [--archs 20] [--arch-seed 0] [--data-seed 0] [--epochs 20] [--gt-seeds 0 1 2] [--seeds 0 1 2]
-       [--supernet-steps 500] [--jobs 2] [--cache benchmarks/cache] [--out DIR] [--only-ground-truth]
+       [--supernet-steps 500] [--block-norm none|mean] [--jobs 2] [--cache benchmarks/cache] [--out DIR]
+       [--only-ground-truth]
 """
 
 from __future__ import annotations
