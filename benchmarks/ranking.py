@@ -287,7 +287,10 @@ def _data(d: dict):
     return DataConfig.from_dict(d)
 
 
-def last_mean(history: list[dict], n: int = 3) -> float:
+SCORED_EPOCHS = 3   # a training's score: the mean val top-1 of its last 3 epochs (the only ones evaluated)
+
+
+def last_mean(history: list[dict], n: int = SCORED_EPOCHS) -> float:
     """Mean val top-1 of the last ``n`` epochs: the plateau, not one epoch's luck."""
     tail = [float(h["val_top1"]) for h in history[-n:]]
     return sum(tail) / len(tail)
@@ -386,12 +389,12 @@ def dna_scores(space: MBConvSpace, scores_uri: str, archs: list[list[dict]], nor
     dominating the sum)."""
     from dna.rate.scores import read_scores
 
+    if norm not in BLOCK_NORMS:
+        raise DnaError(f"block norm {norm!r}: expected one of {', '.join(BLOCK_NORMS)}")
     table, _ = read_scores(scores_uri)
     d = table.to_pydict()
     loss = {(b, c, o, w): v for b, c, o, w, v in
             zip(d["block"], d["cell"], d["ops"], d["in_channels"], d["loss"], strict=True)}
-    if norm not in BLOCK_NORMS:
-        raise DnaError(f"block norm {norm!r}: expected one of {', '.join(BLOCK_NORMS)}")
     if norm == "mean":
         per_block: dict[int, list[float]] = {}
         for (b, *_), v in loss.items():
@@ -561,10 +564,10 @@ def _settings(args, space):
                       train_size=args.train_size, val_size=args.val_size, rating_size=args.rating_size,
                       num_classes=space.num_classes if args.data.startswith("builtin:") else 10, seed=args.data_seed)
     data_d = data.to_dict()
-    # The score is the mean of the last 3 epochs, so only those are evaluated (a quarter of a
-    # 16 px training's time went to evaluating 2,000 images after every epoch).
-    gt_recipe = {"epochs": args.epochs, "steps_per_epoch": args.max_steps, "eval_epochs": 3}
-    t_recipe = {"epochs": args.teacher_epochs, "steps_per_epoch": args.max_steps, "eval_epochs": 3}
+    # Only the scored epochs are evaluated (a quarter of a 16 px training's time went to evaluating
+    # 2,000 images after every epoch).
+    gt_recipe = {"epochs": args.epochs, "steps_per_epoch": args.max_steps, "eval_epochs": SCORED_EPOCHS}
+    t_recipe = {"epochs": args.teacher_epochs, "steps_per_epoch": args.max_steps, "eval_epochs": SCORED_EPOCHS}
     cache = Path(args.cache)
     gt_meta = {"space": space.to_json(), "data": data_d, "recipe": {**FAST_RECIPE, **gt_recipe}, "score": "last3"}
     gt_dir = cache / f"gt-{digest(gt_meta)}"

@@ -214,11 +214,11 @@ def _undertrained(weak: Any, stronger: Any) -> str | None:
     return None
 
 
-def _cause(stronger_epochs: Any, stronger_params: Any, weak_epochs: Any, weak_params: Any) -> str:
+def _cause(stronger_training: Any, stronger_params: Any, weak_training: Any, weak_params: Any) -> str:
     """Why a net is not more accurate than another: less training (updates, or epochs), fewer
     params, else neither."""
     causes = []
-    under = _undertrained(weak_epochs, stronger_epochs)
+    under = _undertrained(weak_training, stronger_training)
     if under:
         causes.append(under)
     if weak_params is not None and stronger_params is not None and weak_params < stronger_params:
