@@ -555,6 +555,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def training_data(data_d: dict) -> dict:
+    """The data settings a stand-alone training depends on, the key of its cache. The built-in
+    data draw the rating split apart from train (``dna.data.shapes.SPLITS``), so its size changes
+    no training there and stays out of the key: a ``--rating-size`` lever reuses the ground truth
+    and the teacher. An ImageFolder's rating split is held out of train, so there it stays in."""
+    if str(data_d.get("uri", "")).startswith("builtin:"):
+        return {k: v for k, v in data_d.items() if k != "rating_size"}
+    return data_d
+
+
 def _settings(args, space):
     """The data, recipes and cache locations of a run (each cache named by what it holds)."""
     from dna.data import DataConfig
@@ -569,7 +579,7 @@ def _settings(args, space):
     gt_recipe = {"epochs": args.epochs, "steps_per_epoch": args.max_steps, "eval_epochs": SCORED_EPOCHS}
     t_recipe = {"epochs": args.teacher_epochs, "steps_per_epoch": args.max_steps, "eval_epochs": SCORED_EPOCHS}
     cache = Path(args.cache)
-    gt_meta = {"space": space.to_json(), "data": data_d, "recipe": {**FAST_RECIPE, **gt_recipe}, "score": "last3"}
+    gt_meta = {"space": space.to_json(), "data": training_data(data_d), "recipe": {**FAST_RECIPE, **gt_recipe}, "score": "last3"}
     gt_dir = cache / f"gt-{digest(gt_meta)}"
     import dataclasses
 
@@ -578,7 +588,7 @@ def _settings(args, space):
     # teacher overfits to about the best candidate's top-1 and cannot rank the candidates.
     t_data_d = (dataclasses.replace(data, train_size=args.teacher_train_size).to_dict()
                 if args.data.startswith("builtin:") and args.teacher_train_size else data_d)
-    t_meta = {"space": space.to_json(), "data": t_data_d, "recipe": {**FAST_RECIPE, **t_recipe},
+    t_meta = {"space": space.to_json(), "data": training_data(t_data_d), "recipe": {**FAST_RECIPE, **t_recipe},
               "arch_def": teacher_arch_def(space)}
     teacher_dir = cache / f"teacher-{digest(t_meta)}"
     space_uri = str(cache / f"space-{digest(space.to_json())}.json")

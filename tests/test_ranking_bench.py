@@ -156,6 +156,22 @@ def test_block_norm_divides_each_block_by_its_mean(monkeypatch):
         ranking.dna_scores(space, "scores", [a], "z")
 
 
+def test_rating_size_keeps_the_builtin_ground_truth_cache(tmp_path):
+    """The built-in rating split is drawn apart from train: its size keys no training cache there
+    (a --rating-size lever reuses the ground truth and the teacher); an ImageFolder's is held out
+    of train, so there it does."""
+    def dirs(*extra):
+        args = ranking.build_parser().parse_args(["--cache", str(tmp_path), "--out", str(tmp_path / "o"), *extra])
+        s = ranking._settings(args, BENCH_SPACE)
+        return s[5].name, s[6].name
+
+    assert dirs("--rating-size", "500") == dirs("--rating-size", "2000")
+    assert dirs("--rating-size", "500")[0] != dirs("--rating-size", "500", "--val-size", "1000")[0]
+    folder = {"uri": "/data/imagenet", "rating_size": 500}
+    assert ranking.training_data(folder) == folder
+    assert "rating_size" not in ranking.training_data({"uri": "builtin:shapes", "rating_size": 500})
+
+
 def test_ranking_smoke_end_to_end(tmp_path, monkeypatch):
     """The whole path once (gate and teacher check forced open: one training step cannot pass them
     honestly), then a rerun served from the caches."""
