@@ -40,7 +40,7 @@ process; ``--jobs`` of them run at once. ``--only-ground-truth`` fills the cache
 Usage: python benchmarks/ranking.py [--space rank-bench16|NAME|FILE.json|'{json}'] [--data URI]
        [--archs 20] [--arch-seed 0] [--data-seed 0] [--epochs 20] [--gt-seeds 0 1 2] [--seeds 0 1 2]
        [--supernet-steps 500] [--block-norm none|mean] [--jobs 2] [--cache benchmarks/cache] [--out DIR]
-       [--only-ground-truth]
+       [--supernets-from DIR] [--only-ground-truth]
 """
 
 from __future__ import annotations
@@ -357,10 +357,15 @@ def teacher_job(space_json: dict, data: dict, recipe: dict, out: str) -> dict:
 
 
 def dna_job(space_uri: str, data: dict, teacher: dict, epochs: int, seed: int, root: str,
-            archs: list[list[dict]], calib_batches: int, max_steps: int | None, rate_max_batches: int | None) -> dict:
+            archs: list[list[dict]], calib_batches: int, max_steps: int | None, rate_max_batches: int | None,
+            supernets_from: str | None = None) -> dict:
+    """One DNA seed: train the block supernets (or take those stored under ``supernets_from``,
+    an earlier run's seed folder) and rate them; the architectures' scores."""
+    from dna import storage
     from dna.generation import RunConfig, rate_step, supernet_step
-    from dna.layout import generation
+    from dna.layout import block_dir, generation
     from dna.teacher import TeacherConfig
+    from dna.train.block import history_uri
 
     space = get_space(space_uri)
     tcfg = TeacherConfig(model=teacher["model"], checkpoint=teacher["checkpoint"], num_classes=None)
@@ -368,15 +373,35 @@ def dna_job(space_uri: str, data: dict, teacher: dict, epochs: int, seed: int, r
                     block_max_steps=max_steps, rate_max_batches=rate_max_batches, calib_batches=calib_batches,
                     seed=seed, device="cpu")
     t = time.time()
-    metrics = supernet_step(cfg, 0, tcfg)
+    if supernets_from is None:
+        supernets = None
+        metrics = supernet_step(cfg, 0, tcfg)
+    else:
+        supernets = generation(supernets_from, 0).supernets
+        metrics = [storage.read_json(history_uri(block_dir(supernets, k))) for k in range(len(space.blocks))]
     t_train = time.time() - t
     t = time.time()
-    rate_step(cfg, 0, tcfg)
+    rate_step(cfg, 0, tcfg, supernets=supernets)
     t_rate = time.time() - t
     scores_uri = generation(root, 0).scores
     return {"scores": dna_scores(space, scores_uri, archs), "train_seconds": t_train, "rate_seconds": t_rate,
-            "scores_uri": scores_uri,
+            "scores_uri": scores_uri, "supernets_from": supernets_from,
             "block_loss": {int(m["block"]): [float(h["loss"]) for h in m["history"]] for m in metrics}}
+
+
+def check_supernets_from(folder: str, seeds: list[int], blocks: int) -> None:
+    """``--supernets-from``: every DNA seed's block supernets are stored there (checked before any work)."""
+    from dna import storage
+    from dna.layout import block_dir, generation
+    from dna.train.block import checkpoint_uri, history_uri
+
+    for s in seeds:
+        supernets = generation(str(Path(folder) / f"dna-seed{s}"), 0).supernets
+        for k in range(blocks):
+            for uri in (checkpoint_uri(block_dir(supernets, k)), history_uri(block_dir(supernets, k))):
+                if not storage.exists(uri):
+                    raise DnaError(f"--supernets-from {folder}: no trained supernet of seed {s}, block {k} "
+                                   f"({uri}); expected the --out folder of an earlier run with these --seeds")
 
 
 BLOCK_NORMS = ("none", "mean")
@@ -530,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-norm", choices=BLOCK_NORMS, default="none",
                    help="DNA's score: the plain sum of block losses (none, the paper's) or each block's loss "
                         "divided by its block's mean first (mean; a lever to test)")
+    p.add_argument("--supernets-from", default=None, metavar="DIR",
+                   help="DNA re-rates the block supernets an earlier run stored in DIR (its --out) instead of "
+                        "training them: for the rating levers (--rating-size, --rate-max-batches, "
+                        "--calib-batches), Algorithm 1 alone")
     p.add_argument("--teacher-epochs", type=int, default=10, help="the teacher's stand-alone epochs")
     p.add_argument("--teacher-train-size", type=int, default=8000,
                    help="built-in data only: the teacher's train images (0: --train-size)")
@@ -620,6 +649,8 @@ def main(argv=None) -> dict:
     t_start = time.time()
     space = load_space(args.space)
     teacher_outside_space(space, teacher_arch_def(space))
+    if args.supernets_from:
+        check_supernets_from(args.supernets_from, args.seeds, len(space.blocks))
     data, data_d, gt_recipe, t_recipe, t_meta, gt_dir, teacher_dir, space_uri, out, t_data_d = _settings(args, space)
     costs = ArchCosts(space, data.resolution)
 
@@ -707,7 +738,9 @@ def main(argv=None) -> dict:
         # phase 2: predictors (cached per (method, seed) in --out)
         epochs_sn = supernet_epochs(data, args.supernet_steps, args.max_steps)
         pred_key = digest({"archs": archs_j, "data": data_d, "epochs": epochs_sn, "max_steps": args.max_steps,
-                           "calib": args.calib_batches, "rate_max_batches": args.rate_max_batches, "teacher": t_meta})
+                           "calib": args.calib_batches, "rate_max_batches": args.rate_max_batches, "teacher": t_meta,
+                           **({"supernets_from": str(Path(args.supernets_from).resolve())}
+                              if args.supernets_from else {})})
         info: dict[str, dict[int, dict]] = {"DNA": {}, "SPOS": {}}
         futs2 = {}
         t0 = time.time()
@@ -717,8 +750,10 @@ def main(argv=None) -> dict:
                 if f.exists():
                     info[method][s] = json.loads(f.read_text())
                 elif method == "DNA":
+                    src = str(Path(args.supernets_from) / f"dna-seed{s}") if args.supernets_from else None
                     futs2[ex.submit(dna_job, space_uri, data_d, teacher, epochs_sn, s, str(out / f"dna-seed{s}"),
-                                    archs_j, args.calib_batches, args.max_steps, args.rate_max_batches)] = (method, s, f)
+                                    archs_j, args.calib_batches, args.max_steps, args.rate_max_batches,
+                                    src)] = (method, s, f)
                 else:
                     futs2[ex.submit(spos_job, space.to_json(), data_d, epochs_sn, s, archs_j, args.calib_batches,
                                     args.max_steps, args.rate_max_batches)] = (method, s, f)

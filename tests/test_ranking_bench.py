@@ -189,6 +189,16 @@ def test_ranking_smoke_end_to_end(tmp_path, monkeypatch):
     assert r2["ground_truth_cached"] >= 2 * len(r["archs"]) and r2["truth"] == r["truth"]
     r3 = ranking.main(_smoke_args(tmp_path, "--block-norm", "mean"))      # the same supernets, rescored
     assert r3["status"] == "verdict" and r3["info"]["DNA"][0]["scores"] == r["info"]["DNA"][0]["scores"]
+    # the rating lever: the first run's supernets re-rated on a larger rating split, nothing retrained
+    r4 = ranking.main(_smoke_args(tmp_path, "--rating-size", "32", "--out", str(tmp_path / "rerate"),
+                                  "--supernets-from", str(tmp_path / "out")))
+    dna4 = r4["info"]["DNA"][0]
+    assert r4["status"] == "verdict" and r4["ground_truth_cached"] == r2["ground_truth_cached"]
+    assert dna4["supernets_from"] == str(tmp_path / "out" / "dna-seed0") and dna4["train_seconds"] < 1
+    assert dna4["block_loss"] == r["info"]["DNA"][0]["block_loss"]
+    assert dna4["scores_uri"].startswith(str(tmp_path / "rerate"))
+    with pytest.raises(DnaError, match="--supernets-from .*no trained supernet of seed 0, block 0"):
+        ranking.main(_smoke_args(tmp_path, "--supernets-from", str(tmp_path / "nothing")))
 
 
 def test_ranking_refuses_without_a_valid_gate_or_a_better_teacher(tmp_path, monkeypatch, capsys):
