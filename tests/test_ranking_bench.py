@@ -4,6 +4,7 @@ and costs, and a small-N end-to-end run (no figures asserted for the end-to-end 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -199,6 +200,12 @@ def test_ranking_smoke_end_to_end(tmp_path, monkeypatch):
     assert dna4["scores_uri"].startswith(str(tmp_path / "rerate"))
     with pytest.raises(DnaError, match="--supernets-from .*no trained supernet of seed 0, block 0"):
         ranking.main(_smoke_args(tmp_path, "--supernets-from", str(tmp_path / "nothing")))
+    # a fresh cache reads the stored ground truth of the same settings instead of training it
+    shutil.copytree(next((tmp_path / "cache").glob("gt-*")), tmp_path / "stored" / r["cache"].rsplit("/", 1)[-1])
+    r5 = ranking.main(_smoke_args(tmp_path, "--cache", str(tmp_path / "fresh"), "--stored", str(tmp_path / "stored")))
+    assert r5["ground_truth_cached"] == r2["ground_truth_cached"] and r5["truth"] == r["truth"]
+    r6 = ranking.main(_smoke_args(tmp_path, "--cache", str(tmp_path / "fresh2"), "--stored", ""))
+    assert r6["ground_truth_cached"] == 0
 
 
 def test_ranking_refuses_without_a_valid_gate_or_a_better_teacher(tmp_path, monkeypatch, capsys):
