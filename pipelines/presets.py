@@ -20,7 +20,9 @@ SMOKE_TRANSFER: dict[str, dict[str, Any]] = {
 # on 2,048 it overfits at 77%); the search, the scaled teachers (6 epochs) and the final net (14) use
 # the run's 2,048. A random-architecture twin per generation is retrained with the searched net's recipe.
 # zero_head: every training starts its classifier at zero (timm's init, sized for 1000 classes, held
-# the old teacher at 42%). 512 val images instead of 256 (less noise) made the demo 15 min 10 s.
+# the old teacher at 42%). 256 val images: with 512 (less noise) the demo took 15 min 10 s, with 256
+# 16 min 16 s (machine noise); both are at or over the 15-minute budget, see "Demo: what 15 minutes
+# on 2 cores buys" in benchmarks/RESULTS.md.
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
