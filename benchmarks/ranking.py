@@ -379,7 +379,7 @@ def dna_job(space_uri: str, data: dict, teacher: dict, epochs: int, seed: int, r
     an earlier run's seed folder) and rate them; the architectures' scores."""
     from dna import storage
     from dna.generation import RunConfig, rate_step, supernet_step
-    from dna.layout import block_dir, generation
+    from dna.layout import generation
     from dna.teacher import TeacherConfig
     from dna.train.block import history_uri
 
@@ -393,8 +393,9 @@ def dna_job(space_uri: str, data: dict, teacher: dict, epochs: int, seed: int, r
         supernets = None
         metrics = supernet_step(cfg, 0, tcfg)
     else:
-        supernets = generation(supernets_from, 0).supernets
-        metrics = [storage.read_json(history_uri(block_dir(supernets, k))) for k in range(len(space.blocks))]
+        stored = generation(supernets_from, 0)
+        supernets = stored.supernets
+        metrics = [storage.read_json(history_uri(stored.block(k))) for k in range(len(space.blocks))]
     t_train = time.time() - t
     t = time.time()
     rate_step(cfg, 0, tcfg, supernets=supernets)
@@ -405,16 +406,21 @@ def dna_job(space_uri: str, data: dict, teacher: dict, epochs: int, seed: int, r
             "block_loss": {int(m["block"]): [float(h["loss"]) for h in m["history"]] for m in metrics}}
 
 
+def dna_root(folder: str | Path, seed: int) -> str:
+    """The run root of one DNA seed inside a run's ``--out`` folder."""
+    return str(Path(folder) / f"dna-seed{seed}")
+
+
 def check_supernets_from(folder: str, seeds: list[int], blocks: int) -> None:
     """``--supernets-from``: every DNA seed's block supernets are stored there (checked before any work)."""
     from dna import storage
-    from dna.layout import block_dir, generation
+    from dna.layout import generation
     from dna.train.block import checkpoint_uri, history_uri
 
     for s in seeds:
-        supernets = generation(str(Path(folder) / f"dna-seed{s}"), 0).supernets
+        gen = generation(dna_root(folder, s), 0)
         for k in range(blocks):
-            for uri in (checkpoint_uri(block_dir(supernets, k)), history_uri(block_dir(supernets, k))):
+            for uri in (checkpoint_uri(gen.block(k)), history_uri(gen.block(k))):
                 if not storage.exists(uri):
                     raise DnaError(f"--supernets-from {folder}: no trained supernet of seed {s}, block {k} "
                                    f"({uri}); expected the --out folder of an earlier run with these --seeds")
@@ -770,8 +776,8 @@ def main(argv=None) -> dict:
                 if f.exists():
                     info[method][s] = json.loads(f.read_text())
                 elif method == "DNA":
-                    src = str(Path(args.supernets_from) / f"dna-seed{s}") if args.supernets_from else None
-                    futs2[ex.submit(dna_job, space_uri, data_d, teacher, epochs_sn, s, str(out / f"dna-seed{s}"),
+                    src = dna_root(args.supernets_from, s) if args.supernets_from else None
+                    futs2[ex.submit(dna_job, space_uri, data_d, teacher, epochs_sn, s, dna_root(out, s),
                                     archs_j, args.calib_batches, args.max_steps, args.rate_max_batches,
                                     src)] = (method, s, f)
                 else:
