@@ -56,6 +56,8 @@ class RetrainSettings:
     train_size: int | None = None       # train images of this training (None: the run's data's);
                                         # built-in data: a teacher trained on more images than the search sees
     zero_head: bool = False             # start the classifier at zero (RetrainConfig.zero_head)
+    warmup_epochs: float = 0.0          # linear LR warm-up; AdamW from step 0 at full LR stalls short runs
+    weight_decay: float = 1e-5          # RetrainConfig's (the paper's); AdamW recipes use about 0.01
 
 
 @legacy_fields("max_", "limits")
@@ -234,7 +236,8 @@ def _retrain_config(settings: RetrainSettings, model: str, out: str, data: DataC
         drop_path_rate=settings.drop_path_rate, label_smoothing=settings.label_smoothing,
         auto_augment=settings.auto_augment, ema=settings.ema, seed=seed, device=device or "auto",
         teacher=teacher if settings.kd_alpha > 0 else None, kd_alpha=settings.kd_alpha or 0.5,
-        zero_head=settings.zero_head,
+        zero_head=settings.zero_head, warmup_epochs=settings.warmup_epochs,
+        weight_decay=settings.weight_decay,
     )
 
 

@@ -88,6 +88,22 @@ def test_a_training_may_see_more_images_than_the_search():
                                                   "cpu").zero_head
 
 
+def test_a_run_sets_its_trainings_warm_up_and_weight_decay():
+    """``warmup_epochs`` and ``weight_decay`` reach the RetrainConfig (the smoke preset's trainings
+    need the warm-up to take off in a few hundred updates); the defaults are RetrainConfig's own."""
+    from dna.generation import _retrain_config
+    from dna.retrain_config import RetrainConfig
+
+    data = DataConfig(train_size=64, val_size=32)
+    same = _retrain_config(RetrainSettings(), "m.json", "out", data, 0, "cpu")
+    assert (same.warmup_epochs, same.weight_decay) == (RetrainConfig.warmup_epochs, RetrainConfig.weight_decay)
+    warm = _retrain_config(RetrainSettings(warmup_epochs=0.5, weight_decay=0.01), "m.json", "out", data, 0, "cpu")
+    assert (warm.warmup_epochs, warm.weight_decay) == (0.5, 0.01)
+    cfg = RunConfig(root="r", teacher_train=RetrainSettings(warmup_epochs=-1.0))
+    with pytest.raises(DnaError, match="warmup_epochs -1.0"):
+        cfg.validate()
+
+
 def test_validate_remote_opens_no_uri_and_knows_the_dnapp_defaults(tmp_path):
     given = RunConfig(root=str(tmp_path), teacher=TeacherConfig(model=str(tmp_path / "t.json"),
                                                                  checkpoint=str(tmp_path / "t.pt")),
