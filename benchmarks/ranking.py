@@ -889,6 +889,14 @@ def _finish(args, argv, summary, out, space, data, teacher, g, verdict, wall) ->
         record("Ranking quality", report(args, argv, summary, space, data, teacher, g, verdict, wall))
 
 
+def _rel(path: str) -> str:
+    """``path`` relative to the working directory when under it (RESULTS.md names no home folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _cmd(argv) -> str:
     a = argv if argv is not None else sys.argv[1:]
     return "python benchmarks/ranking.py" + ("".join(" " + shlex.quote(x) for x in a))
@@ -904,7 +912,8 @@ def report(args, argv, summary, space, data, teacher, g, verdict, wall) -> str:
         f"Machine: {machine()}{load}",
         f"Command: `{_cmd(argv)}`",
         f"Wall time: {wall / 60:.1f} min ({args.jobs} single-threaded processes at once; "
-        f"{summary['ground_truth_cached']} ground-truth trainings came from the cache `{summary['cache']}`)",
+        f"{summary['ground_truth_cached']} ground-truth trainings came from the cache `{_rel(summary['cache'])}`"
+        + (f" or the stored rows `{_rel(args.stored)}`" if args.stored else "") + ")",
         "",
         f"Settings: space `{space.name}` ({space.count():,} architectures, cells {BENCH_TABLE if space is BENCH_SPACE else '(see --space)'}"
         f", ops {list(space.ops)}), data `{data.uri}` at {data.resolution} px (train {data.train_size}, val "

@@ -218,3 +218,11 @@ def test_ranking_refuses_without_a_valid_gate_or_a_better_teacher(tmp_path, monk
     monkeypatch.setattr(ranking, "teacher_beats", lambda t, b: False)
     r = ranking.main(_smoke_args(tmp_path))
     assert r["status"] == "teacher not better" and r["verdict"] is None
+
+
+def test_recorded_paths_are_relative_to_the_checkout(tmp_path, monkeypatch):
+    """RESULTS.md names the cache and stored rows as a clone sees them, not this machine's folders."""
+    monkeypatch.chdir(tmp_path)
+    assert ranking._rel(str(tmp_path / "benchmarks" / "cache" / "gt-x")) == "benchmarks/cache/gt-x"
+    assert ranking._rel("benchmarks/ground_truth") == "benchmarks/ground_truth"
+    assert ranking._rel("/elsewhere/cache") == "/elsewhere/cache"
