@@ -28,18 +28,27 @@ def log(msg: str) -> None:
 
 
 def setup() -> None:
-    """Quiet, offline-safe process settings for a component; ``DNA_TORCH_THREADS`` (set by the
-    local runs: 1) caps torch's CPU threads, which on a small shared CPU is far faster than
-    letting every process spin up one thread per core."""
+    """Quiet, offline-safe process settings for a component. Its torch CPU threads:
+    ``DNA_TASK_THREADS`` (local runs: the cores, as their runner runs one task at a time), else
+    ``DNA_TORCH_THREADS`` (the Ray workers' cap; local runs: 1), else torch's default."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import matplotlib
 
     matplotlib.use("Agg")
-    threads = os.environ.get("DNA_TORCH_THREADS", "").strip()
-    if threads.isdigit() and int(threads) > 0:
+    threads = task_threads()
+    if threads:
         import torch
 
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)
+
+
+def task_threads() -> int | None:
+    """The torch threads a component's own process sets (None: torch's default)."""
+    for name in ("DNA_TASK_THREADS", "DNA_TORCH_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
 
 
 def shutdown_ray() -> None:

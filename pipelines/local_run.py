@@ -81,6 +81,29 @@ class _HideExecutorInput:
         return getattr(self.stream, name)
 
 
+TASK_THREADS_ENV = "DNA_TASK_THREADS"      # torch threads of a task's own process (components._runtime)
+
+
+def set_thread_env() -> None:
+    """The CPU threads of a local run's processes (what the caller set is kept)."""
+    # One torch thread per Ray worker: the block fan-outs run a worker per core, and torch's
+    # default (a thread per core, spinning) is many times slower on a busy CPU. A task's own
+    # process gets every core: KFP's local runner runs one task at a time, so a training task
+    # alone on one thread left the other cores idle (benchmarks/RESULTS.md, "Local trainings on
+    # every core": 1.36x the images per second of the demo's teacher on 2 cores).
+    os.environ.setdefault("DNA_TORCH_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ["DNA_TORCH_THREADS"])
+    os.environ.setdefault(TASK_THREADS_ENV, str(local_cores()))
+
+
+def local_cores() -> int:
+    """The cores this process may run on (its affinity: a container's CPU set, not the host's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:          # no sched_getaffinity (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
 def _duration(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}m{s:02d}s" if m else f"{s}s"
@@ -133,10 +156,7 @@ def _run_local(pipeline_func, arguments: dict[str, Any], root: str, log: Callabl
     from dna import storage
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # One torch thread per process: tasks and Ray workers share the few local cores, and torch's
-    # default (a thread per core, spinning) is many times slower on a busy CPU.
-    os.environ.setdefault("DNA_TORCH_THREADS", "1")
-    os.environ.setdefault("OMP_NUM_THREADS", os.environ["DNA_TORCH_THREADS"])
+    set_thread_env()
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p)
     if os.path.isfile("dna.py") or os.path.abspath(os.getcwd()) == os.path.join(REPO_ROOT, "pipelines"):
         os.chdir(REPO_ROOT)        # component subprocesses import `dna` from the working directory

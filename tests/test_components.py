@@ -366,3 +366,21 @@ def test_an_edge_to_a_deleted_uri_fails_naming_it(tmp_path):
         rt.read_teacher(teacher)
     with pytest.raises(ValueError, match="names no URI"):
         rt.input_uri(artifact(tmp_path, "empty"), "empty")
+
+
+def test_a_local_runs_tasks_use_every_core_and_its_ray_workers_one(monkeypatch):
+    """KFP's local runner runs one task at a time: a training task on one thread left cores idle."""
+    from pipelines.local_run import TASK_THREADS_ENV, local_cores, set_thread_env
+
+    for name in ("DNA_TORCH_THREADS", "OMP_NUM_THREADS", TASK_THREADS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    set_thread_env()
+    assert os.environ["DNA_TORCH_THREADS"] == os.environ["OMP_NUM_THREADS"] == "1"   # the Ray workers
+    assert rt.task_threads() == local_cores() >= 1
+    monkeypatch.setenv(TASK_THREADS_ENV, "3")       # what a user set is kept
+    set_thread_env()
+    assert rt.task_threads() == 3
+    monkeypatch.delenv(TASK_THREADS_ENV)            # outside a local run: the workers' cap, else torch's default
+    assert rt.task_threads() == 1
+    monkeypatch.delenv("DNA_TORCH_THREADS")
+    assert rt.task_threads() is None
