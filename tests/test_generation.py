@@ -89,8 +89,8 @@ def test_a_training_may_see_more_images_than_the_search():
 
 
 def test_a_run_sets_its_trainings_warm_up_and_weight_decay():
-    """``warmup_epochs`` and ``weight_decay`` reach the RetrainConfig (without the warm-up the demo's
-    teacher recipe stalls for hundreds of updates); the defaults are RetrainConfig's own."""
+    """``warmup_epochs`` and ``weight_decay`` reach the RetrainConfig (a run's trainings could not
+    set them before); the defaults are RetrainConfig's own."""
     from dna.generation import _retrain_config
     from dna.retrain_config import RetrainConfig
 
