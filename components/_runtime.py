@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 POINTER_FORMAT = "dna.pointer/v1"
+TASK_THREADS_ENV = "DNA_TASK_THREADS"   # torch threads of a task's own process (pipelines.local_run sets it)
 
 
 def log(msg: str) -> None:
@@ -44,7 +45,7 @@ def setup() -> None:
 
 def task_threads() -> int | None:
     """The torch threads a component's own process sets (None: torch's default)."""
-    for name in ("DNA_TASK_THREADS", "DNA_TORCH_THREADS"):
+    for name in (TASK_THREADS_ENV, "DNA_TORCH_THREADS"):
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)

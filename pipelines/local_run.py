@@ -81,16 +81,15 @@ class _HideExecutorInput:
         return getattr(self.stream, name)
 
 
-TASK_THREADS_ENV = "DNA_TASK_THREADS"      # torch threads of a task's own process (components._runtime)
-
-
 def set_thread_env() -> None:
     """The CPU threads of a local run's processes (what the caller set is kept)."""
+    from components._runtime import TASK_THREADS_ENV
+
     # One torch thread per Ray worker: the block fan-outs run a worker per core, and torch's
     # default (a thread per core, spinning) is many times slower on a busy CPU. A task's own
     # process gets every core: KFP's local runner runs one task at a time, so a training task
-    # alone on one thread left the other cores idle (benchmarks/RESULTS.md, "Local trainings on
-    # every core": 1.36x the images per second of the demo's teacher on 2 cores).
+    # alone on one thread left the other cores idle (benchmarks/RESULTS.md, "Demo: trainings on
+    # every core": 1.30-1.52x the images per second of the demo's nets on 2 cores).
     os.environ.setdefault("DNA_TORCH_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", os.environ["DNA_TORCH_THREADS"])
     os.environ.setdefault(TASK_THREADS_ENV, str(local_cores()))

@@ -370,7 +370,8 @@ def test_an_edge_to_a_deleted_uri_fails_naming_it(tmp_path):
 
 def test_a_local_runs_tasks_use_every_core_and_its_ray_workers_one(monkeypatch):
     """KFP's local runner runs one task at a time: a training task on one thread left cores idle."""
-    from pipelines.local_run import TASK_THREADS_ENV, local_cores, set_thread_env
+    from components._runtime import TASK_THREADS_ENV
+    from pipelines.local_run import local_cores, set_thread_env
 
     for name in ("DNA_TORCH_THREADS", "OMP_NUM_THREADS", TASK_THREADS_ENV):
         monkeypatch.delenv(name, raising=False)
